@@ -1,0 +1,1 @@
+"""resnas: search and prune residual networks."""

@@ -1,0 +1,198 @@
+"""What an architecture costs: parameters, MFLOPs and latency.
+
+Convention: `mflops` is millions of multiply-accumulates (MACs) of the convolution and linear layers, as in the
+ResNet paper and the pruning literature (CIFAR ResNet-20 = 40.55). BatchNorm, activations, pooling and the
+residual additions are not counted. `torch.utils.flop_counter` reports 2 x MACs; thop reports MACs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int
+    mflops: float  # millions of conv + linear multiply-accumulates
+
+
+@dataclass(frozen=True)
+class Latency:
+    latency_ms: float  # median over repeats
+    latency_p90_ms: float
+    device: str
+    batch_size: int
+    input_size: int
+    dtype: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_input_size(spec: ArchSpec) -> int:
+    return 224 if spec.stem == "imagenet" else 32
+
+
+# ---- analytic cost: the spec alone, no model built ------------------------------------------------------
+
+def _conv_out(size: int, kernel: int, stride: int) -> int:
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def analytic_cost(spec: ArchSpec, input_size: int) -> Cost:
+    """Parameters and MFLOPs computed from the spec, exactly as `build(spec)` would have them.
+
+    The search uses this to reject an architecture over budget before anything is built or trained.
+    """
+    params = macs = 0
+
+    def conv(cin: int, cout: int, kernel: int, stride: int, size: int) -> int:
+        nonlocal params, macs
+        out = _conv_out(size, kernel, stride)
+        params += cin * cout * kernel * kernel
+        macs += cin * cout * kernel * kernel * out * out
+        return out
+
+    def bn(c: int) -> None:
+        nonlocal params
+        params += 2 * c
+
+    size = input_size
+    if spec.stem == "imagenet":
+        size = conv(spec.in_channels, spec.stem_width, 7, 2, size)
+        bn(spec.stem_width)
+        size = (size + 2 - 3) // 2 + 1  # 3x3 max pool, stride 2, padding 1
+    else:
+        size = conv(spec.in_channels, spec.stem_width, 3, 1, size)
+        if not spec.preact:
+            bn(spec.stem_width)
+    strided = next((i for i, kern in enumerate(spec.kernels) if kern > 1), 0)
+    for s, n in enumerate(spec.blocks):
+        cout, inner = spec.out_channels(s), spec.inner_channels(s)
+        for b in range(n):
+            cin, stride = spec.block_in_channels(s, b), spec.stride(s, b)
+            chans = [cin] + [inner] * (len(spec.kernels) - 1) + [cout]
+            branch_size = size
+            for i, kern in enumerate(spec.kernels):
+                bn(chans[i] if spec.preact else chans[i + 1])
+                branch_size = conv(chans[i], chans[i + 1], kern, stride if i == strided else 1, branch_size)
+            reshapes = stride != 1 or cin != cout
+            if spec.shortcut == "C" or (spec.shortcut == "B" and reshapes):
+                conv(cin, cout, 1, stride, size)
+                if not spec.preact:
+                    bn(cout)
+            if spec.gates:
+                params += 1
+            size = branch_size
+    c_last = spec.out_channels(len(spec.blocks) - 1)
+    if spec.preact:
+        bn(c_last)
+    params += c_last * spec.num_classes + spec.num_classes
+    macs += c_last * spec.num_classes
+    return Cost(params=params, mflops=macs / 1e6)
+
+
+# ---- counted cost: the built module -----------------------------------------------------------------------
+
+def count_params(model: nn.Module) -> int:
+    """From the module tree, so that parameters owned by non-leaf modules (a block's gate) count too."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _zero_ops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    module.total_ops += torch.zeros(1, dtype=torch.float64)
+
+
+# Layers thop would count but our convention does not: only conv and linear MACs are reported.
+_NOT_COUNTED = (nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
+
+
+def thop_mflops(model: nn.Module, input_size: int, in_channels: int) -> float:
+    """MFLOPs (conv + linear MACs) counted by thop on a forward pass of one image.
+
+    thop leaves `total_ops`/`total_params` buffers on the modules it profiles, which would break strict
+    state_dict loading, so it runs on a copy.
+    """
+    from thop import profile
+
+    probe = copy.deepcopy(model).cpu().float().eval()
+    x = torch.zeros(1, in_channels, input_size, input_size)
+    macs, _ = profile(probe, inputs=(x,), custom_ops={t: _zero_ops for t in _NOT_COUNTED}, verbose=False)
+    return float(macs) / 1e6
+
+
+def flop_counter_mflops(model: nn.Module, input_size: int, in_channels: int) -> float:
+    """The same quantity from torch's own counter (which reports 2 FLOPs per MAC), for cross-checking."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    probe = copy.deepcopy(model).cpu().float().eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        probe(torch.zeros(1, in_channels, input_size, input_size))
+    return counter.get_total_flops() / 2 / 1e6
+
+
+# ---- latency ----------------------------------------------------------------------------------------------
+
+def device_name(device: torch.device) -> str:
+    """A human-readable name of the device timings were taken on."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu: {cpu} ({torch.get_num_threads()} threads)"
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, *, in_channels: int, input_size: int, batch_size: int = 1,
+                    device: torch.device | str = "cpu", repeats: int = 30, warmup: int = 5,
+                    bf16: bool | None = None, channels_last: bool | None = None) -> Latency:
+    """Median and p90 forward latency in eval mode, after a warm-up.
+
+    On CUDA each repeat is bracketed by CUDA events and the device is synchronised, and bf16 autocast and
+    channels_last are used by default (how resnas trains there); on CPU the model runs in fp32.
+    """
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    bf16 = cuda if bf16 is None else bf16
+    channels_last = cuda if channels_last is None else channels_last
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    probe = copy.deepcopy(model).to(device, memory_format=fmt).eval()
+    x = torch.randn(batch_size, in_channels, input_size, input_size, device=device).to(memory_format=fmt)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    times: list[float] = []
+    with autocast:
+        for _ in range(warmup):
+            probe(x)
+        if cuda:
+            torch.cuda.synchronize(device)
+        for _ in range(repeats):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                probe(x)
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                probe(x)
+                times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    p90 = times[min(len(times) - 1, math.ceil(0.9 * len(times)) - 1)]
+    return Latency(latency_ms=statistics.median(times), latency_p90_ms=p90, device=device_name(device),
+                   batch_size=batch_size, input_size=input_size, dtype="bf16" if bf16 else "fp32")
