@@ -258,9 +258,10 @@ def describe(spec: ArchSpec) -> str:
     kern = "B(" + ",".join(map(str, spec.kernels)) + ")"
     stages = "-".join(map(str, spec.blocks))
     uniform = len(set(spec.blocks)) == 1
-    if spec.block == "basic" and spec.preact and spec.shortcut == "B" and spec.widths == (16, 32, 64) and uniform \
-            and len(spec.blocks) == 3 and spec.kernels == (3, 3):
-        text = f"WRN-{6 * spec.blocks[0] + 4}-{spec.k} {kern}"
+    wrn_family = spec.block == "basic" and spec.preact and spec.shortcut == "B" and spec.stem == "cifar" \
+        and spec.widths == (16, 32, 64) and uniform
+    if wrn_family:  # the WRN paper counts 6N+4 layers for B(3,3): the branch convs plus stem, head and 2 more
+        text = f"WRN-{spec.depth + 2}-{spec.k} {kern}"
     else:
         kind = "Plain" if spec.shortcut == "none" else "ResNet"
         text = f"{kind}-{spec.depth} {spec.block if spec.block == 'bottleneck' else kern} blocks {stages}"

@@ -1,0 +1,43 @@
+"""Multi-objective asynchronous successive halving (MO-ASHA, Schmucker et al. 2021).
+
+Optuna's pruners do not run in multi-objective studies, so this decides from the learning curves stored with
+the trials. Rungs sit at geometrically spaced epochs (min_epochs * eta^i). A trial reaching a rung continues
+only if it ranks in the top 1/eta of all trials that reached that rung, by non-dominated sorting of
+(validation accuracy at that epoch, costs) with NSGA-II's crowding distance breaking ties. As in Optuna's
+SuccessiveHalvingPruner, while fewer than eta trials have reached a rung the best one is let through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import UserError
+from .pareto import rank
+
+
+@dataclass(frozen=True)
+class MOASHA:
+    max_epochs: int
+    eta: int = 3
+    min_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.eta < 2:
+            raise UserError(f"eta must be an integer >= 2, got {self.eta}")
+        if not 1 <= self.min_epochs <= self.max_epochs:
+            raise UserError(f"min epochs must be in [1, epochs={self.max_epochs}], got {self.min_epochs}")
+
+    def rungs(self) -> list[int]:
+        """Epochs at which trials are compared; the last epoch is no rung (the trial simply finishes)."""
+        out, epoch = [], self.min_epochs
+        while epoch < self.max_epochs:
+            out.append(epoch)
+            epoch *= self.eta
+        return out
+
+    def continues(self, mine: Sequence[float], others: Sequence[Sequence[float]]) -> bool:
+        """`mine` and each of `others`: objective vectors to minimise (accuracy negated) at this rung."""
+        points = [list(mine), *map(list, others)]
+        keep = max(1, len(points) // self.eta)
+        return 0 in rank(points)[:keep]

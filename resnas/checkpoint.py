@@ -1,0 +1,111 @@
+"""One file per trained model: spec, weights, training and data config, history and metrics.
+
+The file is a `torch.save` of plain data and tensors only, so loading uses `weights_only=True`: a file that
+would need arbitrary unpickling (and could run code) is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import DataConfig
+from .errors import UserError
+from .files import atomic_write_bytes
+from .models import ResNet, build
+from .spec import ArchSpec, SpecError
+from .train import TrainConfig
+
+FORMAT = "resnas-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(UserError):
+    """A checkpoint file is missing, unreadable, foreign, unsafe or from a newer resnas."""
+
+
+@dataclass
+class Checkpoint:
+    spec: ArchSpec
+    state_dict: dict[str, torch.Tensor]
+    train_config: TrainConfig | None = None
+    data_config: DataConfig | None = None
+    history: list[dict] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)  # val_acc, test_acc, params, mflops, ...
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance, e.g. {"pruned_from": ..., "trial": 3}
+
+    def model(self, device: torch.device | str = "cpu") -> ResNet:
+        """Rebuild the network from the stored spec and load the weights strictly."""
+        model = build(self.spec)
+        try:
+            model.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"weights do not match the stored spec: {str(e).splitlines()[0]}") from None
+        return model.to(device).eval()
+
+
+def from_model(model: ResNet, **kw: Any) -> Checkpoint:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return Checkpoint(spec=model.spec, state_dict=state, **kw)
+
+
+def save(ckpt: Checkpoint, path: str | Path) -> Path:
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "spec": ckpt.spec.to_dict(),
+        "state_dict": ckpt.state_dict,
+        "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
+        "data_config": ckpt.data_config.to_dict() if ckpt.data_config else None,
+        "history": ckpt.history,
+        "metrics": ckpt.metrics,
+        "extra": ckpt.extra,
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    try:
+        return atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint; every failure names the file and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"checkpoint {path}: refused, it holds Python objects that could run code when "
+                              f"unpickled ({str(e).splitlines()[0][:120]}); resnas checkpoints hold only tensors "
+                              "and plain data") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f"checkpoint {path}: unreadable, truncated or corrupted "
+                              f"({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        what = "a plain state_dict" if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"checkpoint {path}: not a resnas checkpoint (it holds {what}); "
+                              "resnas train, search and prune write them")
+    version = payload.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"checkpoint {path}: format version {version} is newer than this resnas reads "
+                              f"(up to {VERSION}); upgrade resnas")
+    try:
+        spec = ArchSpec.from_dict(payload["spec"], source=f"checkpoint {path}")
+        tc, dc = payload.get("train_config"), payload.get("data_config")
+        return Checkpoint(spec=spec, state_dict=payload["state_dict"],
+                          train_config=TrainConfig.from_dict(tc) if tc else None,
+                          data_config=DataConfig.from_dict(dc) if dc else None,
+                          history=payload.get("history") or [], metrics=payload.get("metrics") or {},
+                          extra=payload.get("extra") or {})
+    except SpecError:
+        raise
+    except (KeyError, TypeError, UserError) as e:
+        raise CheckpointError(f"checkpoint {path}: malformed ({e})") from None

@@ -1,0 +1,323 @@
+"""`resnas` command line: parse, call the library, print. `--json` prints one JSON object on stdout, nothing else.
+
+User errors end in one line on stderr and exit code 2; a training failure exits 1; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+Handler = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors: one line, exit 2
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _arch(args: argparse.Namespace, *, in_channels: int | None = None, num_classes: int | None = None):
+    """The spec named by --preset / --spec / a positional ARCH; presets adapt to the dataset's shape."""
+    from .spec import ArchSpec, preset
+
+    name = getattr(args, "arch", None) or args.preset
+    spec_file = args.spec or (name if name and (name.endswith(".json") or Path(name).is_file()) else None)
+    if spec_file:
+        path = Path(spec_file)
+        if not path.is_file():
+            raise UserError(f"spec file {path}: no such file")
+        spec = ArchSpec.from_json(path.read_text(), source=str(path))
+        for field, want in (("in_channels", in_channels), ("num_classes", num_classes)):
+            if want is not None and getattr(spec, field) != want:
+                raise UserError(f"spec file {path}: {field} is {getattr(spec, field)} but the dataset has {want}")
+        return spec
+    if not name:
+        raise UserError("name an architecture: a preset (e.g. wrn-16-4) or --spec FILE.json")
+    spec = preset(name)
+    changes = {k: v for k, v in (("in_channels", in_channels), ("num_classes", num_classes)) if v is not None}
+    return spec.replace(**changes) if changes else spec
+
+
+def _data_config(args: argparse.Namespace):
+    from .data import DataConfig
+
+    return DataConfig(dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+                      val_fraction=args.val_fraction, resize=args.resize)
+
+
+def _train_config(args: argparse.Namespace, **overrides: Any):
+    from .train import TrainConfig
+
+    kw = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+              schedule=args.schedule, label_smoothing=args.label_smoothing, seed=args.seed, compile=args.compile)
+    kw.update(overrides)
+    return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
+
+
+# ---- commands -----------------------------------------------------------------------------------------------
+
+def cmd_spaces(args: argparse.Namespace) -> dict[str, Any]:
+    from .spaces import load_space, shipped
+    from .spec import PRESET_PATTERNS
+
+    spaces = [load_space(n) for n in (args.names or shipped())]
+    out = {"spaces": [{"name": s.name, "path": str(s.path), "description": s.description, "size": s.size(),
+                       "fixed": s.fixed, "choices": dict(s.describe_choices())} for s in spaces],
+           "presets": PRESET_PATTERNS}
+    if not args.json:
+        for s in spaces:
+            print(f"{s.name}  ({s.size()} architectures)  {s.path}\n  {s.description}")
+            for k, v in s.describe_choices():
+                print(f"    {k:<18} {v}")
+            print(f"    fixed: {', '.join(f'{k}={v}' for k, v in s.fixed.items())}")
+        print(f"presets: {PRESET_PATTERNS}")
+    return out
+
+
+def cmd_measure(args: argparse.Namespace) -> dict[str, Any]:
+    from .measure import analytic_cost, count_params, default_input_size, measure_latency, thop_mflops
+    from .models import build
+    from .train import pick_device
+
+    spec = _arch(args, in_channels=args.in_channels, num_classes=args.num_classes)
+    size = args.input_size or default_input_size(spec)
+    model = build(spec)
+    mflops = thop_mflops(model, size, spec.in_channels)
+    lat = measure_latency(model, in_channels=spec.in_channels, input_size=size, batch_size=args.batch_size,
+                          device=pick_device(args.device), repeats=args.repeats)
+    out = {"params": count_params(model), "mflops": mflops, "analytic_mflops": analytic_cost(spec, size).mflops,
+           **lat.to_dict(), "spec": spec.to_dict()}
+    if not args.json:
+        from .spec import describe
+
+        print(f"{describe(spec)}  input {spec.in_channels}x{size}x{size}")
+        print(f"params {out['params']:,}   MFLOPs (conv+linear MACs) {mflops:.2f}")
+        print(f"latency {lat.latency_ms:.3f} ms median, {lat.latency_p90_ms:.3f} ms p90  "
+              f"(batch {lat.batch_size}, {lat.dtype}, {lat.device})")
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from . import checkpoint
+    from .data import load_data
+    from .measure import analytic_cost
+    from .models import build
+    from .train import evaluate, pick_device, train
+
+    data_config = _data_config(args)
+    data = load_data(data_config, pick_device(args.device))
+    spec = _arch(args, in_channels=data.in_channels, num_classes=data.num_classes)
+    if args.block_sparsity and not spec.gates:
+        spec = spec.replace(gates=True)
+    config = _train_config(args, block_sparsity=args.block_sparsity)
+    torch.manual_seed(config.seed)
+    model = build(spec)
+    log = None if args.json or args.quiet else (lambda line: print(line, file=sys.stderr))
+    result = train(model, data, config, progress=log)
+    test_acc, _ = evaluate(model, data, "test")
+    cost = analytic_cost(spec, data.image_size)
+    metrics = {"val_acc": result.best_val_acc, "test_acc": test_acc, "params": cost.params, "mflops": cost.mflops}
+    out_path = Path(args.out)
+    checkpoint.save(checkpoint.from_model(model, train_config=config, data_config=data_config,
+                                          history=[r.to_dict() for r in result.history], metrics=metrics), out_path)
+    seconds = sum(r.seconds for r in result.history)
+    out = {"val_acc": result.best_val_acc, "test_acc": test_acc, "epochs": len(result.history),
+           "best_epoch": result.best_epoch, "seconds": seconds, "checkpoint": str(out_path),
+           "params": cost.params, "mflops": cost.mflops}
+    if not args.json:
+        print(f"val acc {result.best_val_acc:.4f} (epoch {result.best_epoch})  test acc {test_acc:.4f}  "
+              f"{seconds:.1f}s  -> {out_path}")
+    return out
+
+
+def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from . import checkpoint
+    from .data import load_data
+    from .measure import analytic_cost, count_params
+    from .train import evaluate, pick_device
+
+    ckpt = checkpoint.load(args.checkpoint)
+    if ckpt.data_config is None:
+        raise UserError(f"checkpoint {args.checkpoint}: it records no dataset, so it cannot be evaluated")
+    device = pick_device(args.device)
+    data = load_data(ckpt.data_config, device)
+    model = ckpt.model(device)
+    val_acc, _ = evaluate(model, data, "val")
+    test_acc, _ = evaluate(model, data, "test")
+    out = {"val_acc": val_acc, "test_acc": test_acc, "params": count_params(model),
+           "mflops": analytic_cost(ckpt.spec, data.image_size).mflops, "dataset": ckpt.data_config.dataset}
+    if not args.json:
+        print(f"val acc {val_acc:.4f}  test acc {test_acc:.4f}  params {out['params']:,}  MFLOPs {out['mflops']:.2f}")
+    return out
+
+
+def cmd_search(args: argparse.Namespace) -> dict[str, Any]:
+    from .search import SearchConfig, run_search
+
+    objectives = tuple(o.strip() for o in args.objectives.split(",")) if args.objectives else ("val_acc", "mflops")
+    config = SearchConfig(
+        space=args.space, budget=args.budget, study=args.study, out_dir=args.out_dir, storage=args.storage,
+        objectives=objectives, mode=args.objective, sampler=args.sampler, seed=args.seed,
+        early_stopping=not args.no_early_stopping, eta=args.eta, min_epochs=args.min_epochs, pruner=args.pruner,
+        target_mflops=args.target_mflops, max_mflops=args.max_mflops, max_params=args.max_params,
+        max_latency_ms=args.max_latency_ms, timeout=args.timeout, workers=args.workers)
+    result = run_search(config, _train_config(args), _data_config(args), device=args.device,
+                        progress=not (args.json or args.quiet))
+    out = result.to_dict()
+    if not args.json:
+        print(f"study {result.study}: {result.n_complete} complete, {result.n_pruned} stopped early, "
+              f"{result.n_failed} failed, {result.n_rejected} rejected, {result.n_duplicates} duplicates; "
+              f"{result.epochs_trained} epochs in {result.seconds:.0f}s")
+        print(f"storage {result.storage}")
+        print(_pareto_table(result.pareto))
+        for e in result.errors or []:
+            print(f"failed: {e}")
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return out
+
+
+def _pareto_table(rows: list[dict]) -> str:
+    if not rows:
+        return "Pareto front: empty (no trial finished)"
+    lines = ["Pareto front (validation accuracy vs cost):",
+             f"{'trial':>5}  {'val acc':>7}  {'test acc':>8}  {'MFLOPs':>8}  {'params':>9}  {'latency ms':>10}  "
+             "architecture / checkpoint"]
+    for r in rows:
+        lat = f"{r['latency_ms']:.3f}" if r["latency_ms"] is not None else "-"
+        lines.append(f"{r['trial']:>5}  {r['val_acc']:>7.4f}  {r['test_acc']:>8.4f}  {r['mflops']:>8.2f}  "
+                     f"{r['params']:>9,}  {lat:>10}  {r['arch']}  {r['checkpoint']}")
+    return "\n".join(lines)
+
+
+# ---- parser ------------------------------------------------------------------------------------------------
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else there")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    from .data import DATASETS
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="digits", help=f"one of {DATASETS} (default digits, embedded)")
+    g.add_argument("--data-dir", help="folder holding (or receiving, with --download) CIFAR's python batches")
+    g.add_argument("--download", action="store_true", help="download CIFAR if it is not under --data-dir")
+    g.add_argument("--val-fraction", type=float, default=0.15, help="share of training data held out for "
+                   "validation (model selection); default 0.15")
+    g.add_argument("--resize", type=int, help="imagefolder: side in pixels images are resized to (default 32)")
+
+
+def _add_train(p: argparse.ArgumentParser, epochs: int) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"(maximum) epochs per model; default {epochs}")
+    g.add_argument("--batch-size", type=int, help="default 64")
+    g.add_argument("--lr", type=float, help="peak SGD learning rate; default 0.1")
+    g.add_argument("--weight-decay", type=float, help="default 5e-4")
+    g.add_argument("--schedule", choices=["cosine", "step"], help="default cosine")
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on a GPU)")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="resnas", description="Search and prune residual networks.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("spaces", help="list the shipped search spaces, their choices and sizes")
+    s.add_argument("names", nargs="*", help="spaces to show (names or .toml paths); default all shipped")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_spaces)
+
+    s = sub.add_parser("measure", help="params, MFLOPs and latency of a preset or a spec JSON file")
+    s.add_argument("arch", nargs="?", help="preset name (wrn-16-4, resnet-56, resnet50, ...) or spec .json file")
+    s.add_argument("--preset")
+    s.add_argument("--spec", help="ArchSpec JSON file")
+    s.add_argument("--input-size", type=int, help="image side; default 32 (CIFAR stem) or 224 (ImageNet stem)")
+    s.add_argument("--in-channels", type=int)
+    s.add_argument("--num-classes", type=int)
+    s.add_argument("--batch-size", type=int, default=1)
+    s.add_argument("--repeats", type=int, default=30)
+    _add_common(s)
+    s.set_defaults(func=cmd_measure)
+
+    s = sub.add_parser("train", help="train one architecture and write a checkpoint")
+    s.add_argument("--preset", help="e.g. wrn-16-2 (adapted to the dataset's channels and classes)")
+    s.add_argument("--spec", help="ArchSpec JSON file")
+    s.add_argument("--out", default="model.pt", help="checkpoint path (default model.pt)")
+    s.add_argument("--block-sparsity", type=float, default=0.0,
+                   help="L1 weight on a learnable gate per residual branch (SSS), for pruning later")
+    _add_common(s)
+    _add_data(s)
+    _add_train(s, epochs=15)
+    s.set_defaults(func=cmd_train, arch=None)
+
+    s = sub.add_parser("eval", help="evaluate a checkpoint on its dataset's validation and test splits")
+    s.add_argument("checkpoint")
+    _add_common(s)
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("search", help="multi-objective architecture search with early stopping")
+    s.add_argument("--space", default="wrn", help="shipped space name (see `resnas spaces`) or a .toml file")
+    s.add_argument("--budget", type=int, default=50, help="architectures to evaluate; default 50")
+    s.add_argument("--timeout", type=float, help="wall-clock bound in seconds")
+    s.add_argument("--study", help="study name; default derived from space and dataset")
+    s.add_argument("--out-dir", default="studies", help="folder of study folders; default studies/")
+    s.add_argument("--storage", help="Optuna RDB URL (postgresql://...); default sqlite in the study folder")
+    s.add_argument("--objectives", help="comma list from val_acc, mflops, params, latency_ms; default "
+                   "val_acc,mflops")
+    s.add_argument("--objective", choices=["pareto", "scalar"], default="pareto",
+                   help="pareto (multi-objective, MO-ASHA early stopping) or scalar (reward acc*(mflops/target)^w, "
+                   "Optuna's pruners)")
+    s.add_argument("--sampler", choices=["nsga2", "tpe", "random"], default="nsga2")
+    s.add_argument("--no-early-stopping", action="store_true")
+    s.add_argument("--eta", type=int, default=3, help="successive-halving reduction factor; default 3")
+    s.add_argument("--min-epochs", type=int, default=1, help="first rung; default 1")
+    s.add_argument("--pruner", choices=["sha", "hyperband", "median", "none"], default="sha",
+                   help="scalar mode's Optuna pruner; default sha")
+    s.add_argument("--target-mflops", type=float, default=10.0, help="scalar mode's reward target")
+    s.add_argument("--max-mflops", type=float)
+    s.add_argument("--max-params", type=float)
+    s.add_argument("--max-latency-ms", type=float)
+    s.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
+    _add_common(s)
+    _add_data(s)
+    _add_train(s, epochs=9)
+    s.set_defaults(func=cmd_search)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        out = args.func(args)
+    except UserError as e:
+        print(f"resnas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("resnas: interrupted; finished trials and checkpoints are kept", file=sys.stderr)
+        return 130
+    except Exception as e:
+        from .train import TrainingFailed
+
+        if isinstance(e, TrainingFailed):
+            print(f"resnas: training failed: {e}", file=sys.stderr)
+            return 1
+        raise
+    if getattr(args, "json", False):
+        print(json.dumps(out, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

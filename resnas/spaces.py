@@ -1,0 +1,191 @@
+"""Search spaces: TOML files people edit, validated on load, mapping an Optuna trial to an ArchSpec.
+
+This is the only module that calls `trial.suggest_*`. Sampling works with `optuna.trial.FixedTrial(params)`, so
+any trial's architecture can be replayed without its study.
+
+File format (see search_spaces/*.toml):
+    description = "..."
+    [fixed]      ArchSpec fields every architecture in the space shares
+    [choices]    a list of candidate values per key; each key is one categorical choice
+Choice keys are ArchSpec fields, plus `blocks_per_stage` / `widths_per_stage` (a list of candidate lists, one
+per stage, sampled independently). An integer candidate for `blocks` or `widths` means "the same in every stage".
+`in_channels` and `num_classes` come from the dataset, never from the space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .spec import BOTTLENECK_KERNELS, ArchSpec, SpecError, _coerce
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+_FIELDS = [f.name for f in dataclasses.fields(ArchSpec) if f.name not in ("in_channels", "num_classes")]
+_PER_STAGE = {"blocks_per_stage": "blocks", "widths_per_stage": "widths"}
+
+
+class SpaceError(UserError):
+    """A space file or name is wrong."""
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    path: Path
+    description: str
+    fixed: dict[str, Any]
+    choices: dict[str, list[Any]]  # key -> candidates, in file order
+
+    @property
+    def n_stages(self) -> int:
+        for source in (self.fixed.get("widths"), self.fixed.get("blocks")):
+            if isinstance(source, list):
+                return len(source)
+        for key in _PER_STAGE:
+            if key in self.choices:
+                return len(self.choices[key])
+        return 3
+
+    def size(self) -> int:
+        """Number of distinct architectures (an upper bound where bottleneck blocks ignore `kernels`)."""
+        n = 1
+        for key, values in self.choices.items():
+            n *= math.prod(len(v) for v in values) if key in _PER_STAGE else len(values)
+        return n
+
+    def sample(self, trial: Any, *, in_channels: int, num_classes: int) -> ArchSpec:
+        """Ask `trial` (an optuna Trial or FixedTrial) for one value of each choice and build the spec."""
+        fields: dict[str, Any] = dict(self.fixed)
+        # `block` first: whether `kernels` applies depends on it
+        for key, values in sorted(self.choices.items(), key=lambda kv: kv[0] != "block"):
+            if key in _PER_STAGE:
+                fields[_PER_STAGE[key]] = [_suggest(trial, f"{_PER_STAGE[key]}_{i}", v) for i, v in enumerate(values)]
+            elif key == "kernels" and fields.get("block") == "bottleneck":
+                continue  # bottleneck blocks have fixed kernels: the choice does not apply (Optuna allows this)
+            else:
+                fields[key] = _suggest(trial, key, values)
+        return self._spec(fields, in_channels=in_channels, num_classes=num_classes)
+
+    def _spec(self, fields: dict[str, Any], *, in_channels: int, num_classes: int) -> ArchSpec:
+        fields = dict(fields)
+        for key in ("blocks", "widths"):
+            if isinstance(fields.get(key), int):
+                fields[key] = [fields[key]] * self.n_stages
+        if fields.get("block") == "bottleneck":
+            fields["kernels"] = list(BOTTLENECK_KERNELS)
+        fields.update(in_channels=in_channels, num_classes=num_classes)
+        return ArchSpec.from_dict(fields, source=f"space {self.name}")
+
+    def describe_choices(self) -> list[tuple[str, str]]:
+        rows = [(k, " | ".join(str(_label(v)) for v in vals))
+                for k, vals in self.choices.items() if k not in _PER_STAGE]
+        for key, per in self.choices.items():
+            if key in _PER_STAGE:
+                rows += [(f"{_PER_STAGE[key]}_{i}", " | ".join(map(str, v))) for i, v in enumerate(per)]
+        return rows
+
+
+def _label(value: Any) -> Any:
+    """Optuna's categorical choices must be scalars: a list candidate is named by its items joined with ','."""
+    return ",".join(map(str, value)) if isinstance(value, list) else value
+
+
+def _suggest(trial: Any, name: str, values: list[Any]) -> Any:
+    labels = [_label(v) for v in values]
+    picked = trial.suggest_categorical(name, labels)
+    return values[labels.index(picked)]
+
+
+# ---- loading ---------------------------------------------------------------------------------------------
+
+def shipped() -> list[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.toml"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A shipped space's name (`wrn`) or the path of a user's file."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SpaceError(f"space file {path}: no such file")
+        return path
+    candidate = SPACES_DIR / f"{name_or_path}.toml"
+    if not candidate.is_file():
+        raise SpaceError(f"unknown space {name_or_path!r}; shipped spaces are {', '.join(shipped())} "
+                         "(or give the path of a .toml space file)")
+    return candidate
+
+
+def load_space(name_or_path: str) -> Space:
+    path = resolve(name_or_path)
+    where = str(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SpaceError(f"space file {where}: not valid TOML ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"space file {where}: cannot read it ({e})") from None
+    unknown = sorted(set(doc) - {"description", "fixed", "choices"})
+    if unknown:
+        raise SpaceError(f"space file {where}: unknown key {unknown[0]!r}; top-level keys are description, "
+                         "[fixed] and [choices]")
+    fixed, choices = doc.get("fixed", {}), doc.get("choices", {})
+    if not isinstance(fixed, dict) or not isinstance(choices, dict):
+        raise SpaceError(f"space file {where}: [fixed] and [choices] must be tables")
+    if not choices:
+        raise SpaceError(f"space file {where}: [choices] is empty; a space needs at least one choice")
+    for key, value in fixed.items():
+        if key not in _FIELDS:
+            raise SpaceError(f"space file {where}: unknown key fixed.{key}; allowed: {', '.join(_FIELDS)}")
+        _check_value(where, f"fixed.{key}", key, value)
+    for key, values in choices.items():
+        if key not in _FIELDS and key not in _PER_STAGE:
+            allowed = ", ".join([*_FIELDS, *_PER_STAGE])
+            raise SpaceError(f"space file {where}: unknown key choices.{key}; allowed: {allowed}")
+        target = _PER_STAGE.get(key, key)
+        if target in fixed or sum(_PER_STAGE.get(c, c) == target for c in choices) > 1:
+            raise SpaceError(f"space file {where}: {target} is both fixed and chosen, or chosen twice; keep one")
+        per_stage = values if key in _PER_STAGE else [values]
+        if not isinstance(values, list) or not values or not all(isinstance(v, list) and v for v in per_stage):
+            raise SpaceError(f"space file {where}: choices.{key} must be a non-empty list of candidate values"
+                             + (" per stage (a list of non-empty lists)" if key in _PER_STAGE else ""))
+        for i, candidates in enumerate(per_stage):
+            for v in candidates:
+                if key in _PER_STAGE:
+                    _check_value(where, f"choices.{key}[{i}]", "k", v)  # an integer, like k
+                else:
+                    _check_value(where, f"choices.{key}", key, v)
+            labels = [_label(v) for v in candidates]
+            if len(set(labels)) != len(labels):
+                raise SpaceError(f"space file {where}: choices.{key} lists a candidate twice")
+    space = Space(name=path.stem, path=path, description=str(doc.get("description", "")), fixed=fixed,
+                  choices=choices)
+    first = {k: (v[0] if k not in _PER_STAGE else None) for k, v in choices.items()}
+    first = {**fixed, **{k: v for k, v in first.items() if v is not None}}
+    for key, per in choices.items():
+        if key in _PER_STAGE:
+            first[_PER_STAGE[key]] = [c[0] for c in per]
+    try:
+        space._spec(first, in_channels=3, num_classes=10)
+    except SpecError as e:
+        raise SpaceError(f"space file {where}: its first candidates make an invalid architecture ({e})") from None
+    return space
+
+
+def _check_value(where: str, label: str, field: str, value: Any) -> None:
+    if field in ("blocks", "widths") and isinstance(value, int) and not isinstance(value, bool):
+        value = [value]  # "the same in every stage"
+    try:
+        _coerce(field, value, where)
+    except SpecError:
+        kind = {"blocks": "a list of integers or one integer", "widths": "a list of integers or one integer",
+                "kernels": "a list of odd integers", "dropout": "a number in [0, 1)",
+                "preact": "true or false", "gates": "true or false", "zero_init_residual": "true or false"}
+        raise SpaceError(f"space file {where}: {label} = {value!r} has the wrong type; expected "
+                         f"{kind.get(field, 'a string' if field in ('block', 'shortcut', 'stem') else 'an integer')}"
+                         ) from None
