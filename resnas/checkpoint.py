@@ -39,6 +39,7 @@ class Checkpoint:
     history: list[dict] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)  # val_acc, test_acc, params, mflops, ...
     extra: dict[str, Any] = field(default_factory=dict)  # provenance, e.g. {"pruned_from": ..., "trial": 3}
+    source: str = "checkpoint"  # where it was loaded from, for error messages
 
     def model(self, device: torch.device | str = "cpu") -> ResNet:
         """Rebuild the network from the stored spec and load the weights strictly."""
@@ -46,7 +47,8 @@ class Checkpoint:
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as e:
-            raise CheckpointError(f"weights do not match the stored spec: {str(e).splitlines()[0]}") from None
+            raise CheckpointError(f"{self.source}: weights do not match the stored spec: {str(e).splitlines()[0]}"
+                                  ) from None
         return model.to(device).eval()
 
 
@@ -83,9 +85,12 @@ def load(path: str | Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        detail = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), None)
+        if detail is None:  # not a forbidden object: the bytes are simply not a torch file
+            raise CheckpointError(f"checkpoint {path}: unreadable, truncated or corrupted (not a torch file)") from None
         raise CheckpointError(f"checkpoint {path}: refused, it holds Python objects that could run code when "
-                              f"unpickled ({str(e).splitlines()[0][:120]}); resnas checkpoints hold only tensors "
-                              "and plain data") from None
+                              f"unpickled ({detail[:160]}); resnas checkpoints hold only tensors and plain data"
+                              ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise CheckpointError(f"checkpoint {path}: unreadable, truncated or corrupted "
                               f"({str(e).splitlines()[0][:120]})") from None
@@ -104,7 +109,7 @@ def load(path: str | Path) -> Checkpoint:
                           train_config=TrainConfig.from_dict(tc) if tc else None,
                           data_config=DataConfig.from_dict(dc) if dc else None,
                           history=payload.get("history") or [], metrics=payload.get("metrics") or {},
-                          extra=payload.get("extra") or {})
+                          extra=payload.get("extra") or {}, source=f"checkpoint {path}")
     except SpecError:
         raise
     except (KeyError, TypeError, UserError) as e:
