@@ -185,6 +185,50 @@ def cmd_search(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def cmd_prune(args: argparse.Namespace) -> dict[str, Any]:
+    from .prune import PruneConfig, prune_checkpoint, prune_pareto
+
+    config = PruneConfig(criterion=args.criterion, threshold=args.threshold, target_mflops=args.target_mflops,
+                         target_ratio=args.target_ratio, max_acc_drop=args.max_acc_drop,
+                         finetune_epochs=args.finetune, random_draws=args.random_draws)
+    if args.study or args.pareto:
+        if not (args.study and args.pareto) or args.checkpoint:
+            raise UserError("prune a study's front with --study NAME --pareto (and no CHECKPOINT)")
+        records = prune_pareto(args.study, config, out_dir=args.out_dir, storage=args.storage, device=args.device)
+        if not args.json:
+            for r in records:
+                print(f"trial {r['trial']}: " + (f"error: {r['error']}" if "error" in r else _prune_line(r)))
+        return {"study": args.study, "results": records}
+    if not args.checkpoint:
+        raise UserError("name a CHECKPOINT to prune, or --study NAME --pareto")
+    record = prune_checkpoint(args.checkpoint, config, out=args.out, device=args.device)
+    if not args.json:
+        print(_block_table(record))
+        print(_prune_line(record))
+    return record
+
+
+def _block_table(r: dict) -> str:
+    rows = [(b["stage"], b["index"], f"{b['importance']:.4f}", "removed") for b in r["removed"]]
+    rows += [(b["stage"], b["index"], f"{b['importance']:.4f}",
+              "kept (changes shape)" if {"stage": b["stage"], "index": b["index"]} in r["fixed"] else "kept")
+             for b in r["kept"]]
+    lines = [f"{'stage':>5}  {'block':>5}  {'importance':>10}  "]
+    lines += [f"{s:>5}  {i:>5}  {imp:>10}  {what}" for s, i, imp, what in sorted(rows)]
+    return "\n".join(lines)
+
+
+def _prune_line(r: dict) -> str:
+    b, a, recal = r["before"], r["after"], r["after_recalibration"]
+    base = r["random_baseline"]
+    rnd = f" (random removal of as many blocks: {base['val_acc_mean']:.4f})" if base.get("val_acc_mean") else ""
+    tuned = f", after fine-tuning {a['val_acc']:.4f}" if r.get("after_finetune") else ""
+    return (f"removed {len(r['removed'])} blocks: MFLOPs {b['mflops']:.3f} -> {a['mflops']:.3f}, params "
+            f"{b['params']:,} -> {a['params']:,}, latency {b['latency_ms']:.3f} -> {a['latency_ms']:.3f} ms, "
+            f"val acc {b['val_acc']:.4f} -> {recal['val_acc']:.4f} with BN recalibrated{rnd}{tuned}, test acc "
+            f"{b['test_acc']:.4f} -> {a['test_acc']:.4f}; -> {r['checkpoint']}")
+
+
 def _pareto_table(rows: list[dict]) -> str:
     if not rows:
         return "Pareto front: empty (no trial finished)"
@@ -294,6 +338,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(s)
     _add_train(s, epochs=9)
     s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("prune", help="remove residual blocks whose learned branches are near zero")
+    s.add_argument("checkpoint", nargs="?", help="a checkpoint from resnas train or search")
+    s.add_argument("--criterion", default="norm", help="norm (||F(x)||/||x||, default), bn (last BN scale), gate")
+    g = s.add_argument_group("how much to remove (exactly one)")
+    g.add_argument("--threshold", type=float, help="remove blocks whose importance is below this")
+    g.add_argument("--target-mflops", type=float, help="remove least important first until MFLOPs <= this")
+    g.add_argument("--target-ratio", type=float, help="... until MFLOPs fell by at least this fraction (0.3)")
+    g.add_argument("--max-acc-drop", type=float, help="... while val accuracy stays within this fraction")
+    s.add_argument("--finetune", type=int, default=0, metavar="EPOCHS", help="fine-tune the pruned model")
+    s.add_argument("--random-draws", type=int, default=5, help="random-removal baseline draws; default 5")
+    s.add_argument("--out", help="pruned checkpoint path; default <input>-pruned.pt")
+    s.add_argument("--study", help="with --pareto: prune every Pareto-front checkpoint of this study")
+    s.add_argument("--pareto", action="store_true")
+    s.add_argument("--out-dir", default="studies")
+    s.add_argument("--storage")
+    _add_common(s)
+    s.set_defaults(func=cmd_prune)
     return p
 
 

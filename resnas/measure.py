@@ -159,7 +159,7 @@ def device_name(device: torch.device) -> str:
 
 @torch.no_grad()
 def measure_latency(model: nn.Module, *, in_channels: int, input_size: int, batch_size: int = 1,
-                    device: torch.device | str = "cpu", repeats: int = 30, warmup: int = 5,
+                    device: torch.device | str = "cpu", repeats: int = 30, warmup: int = 10,
                     bf16: bool | None = None, channels_last: bool | None = None) -> Latency:
     """Median and p90 forward latency in eval mode, after a warm-up.
 

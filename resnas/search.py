@@ -127,6 +127,30 @@ def storage_url(config: SearchConfig, data_config: DataConfig) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def existing_studies(out_dir: str | Path) -> list[str]:
+    return sorted(p.parent.name for p in Path(out_dir).glob("*/study.db"))
+
+
+def open_study(name: str, *, out_dir: str | Path = "studies", storage: str | None = None) -> optuna.Study:
+    """An existing study, by name under `out_dir` or in `storage`; a clear error lists the ones that exist."""
+    if storage is None:
+        path = Path(out_dir) / name / "study.db"
+        if not path.is_file():
+            found = existing_studies(out_dir)
+            raise UserError(f"no study {name!r} under {out_dir}/; studies there: {', '.join(found) or 'none'}")
+        storage = f"sqlite:///{path.resolve()}"
+    store = open_storage(storage)
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+        raise UserError(f"no study {name!r} in {storage}; studies there: {', '.join(names) or 'none'}") from None
+
+
+def study_objectives(study: optuna.Study) -> tuple[str, ...]:
+    return tuple(study.user_attrs.get("resnas", {}).get("objectives", ("val_acc", "mflops")))
+
+
 # ---- what one trial does ------------------------------------------------------------------------------------
 
 def _counts(t: FrozenTrial) -> bool:
