@@ -55,9 +55,11 @@ def plain_loop(model, data, epochs: int, batch_size: int, augment: bool) -> floa
     return seen / seconds
 
 
-def resnas_loop(model, data, epochs: int, batch_size: int, **kw) -> float:
-    result = train(model, data, TrainConfig(epochs=epochs, batch_size=batch_size, lr=0.05, **kw))
-    return sum(r.images_per_s * r.seconds for r in result.history) / sum(r.seconds for r in result.history)
+def resnas_loop(model, data, epochs: int, batch_size: int, skip: int = 0, **kw) -> float:
+    """images/s over training steps, leaving out the first `skip` epochs (where torch.compile compiles)."""
+    result = train(model, data, TrainConfig(epochs=epochs + skip, batch_size=batch_size, lr=0.05, **kw))
+    timed = result.history[skip:]
+    return sum(r.images_per_s * r.seconds for r in timed) / sum(r.seconds for r in timed)
 
 
 def fresh(spec):
@@ -75,6 +77,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--synthetic-size", type=int, default=50_000)
     p.add_argument("--precision", action="store_true", help="CUDA: fp32 vs bf16 + channels_last")
+    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="with --precision: also both under torch.compile in this mode")
     args = p.parse_args()
     device = pick_device(args.device)
     data = load_data(DataConfig(dataset=args.dataset, synthetic_size=args.synthetic_size), device)
@@ -113,6 +117,14 @@ def main() -> None:
         print(f"resnas bf16 + channels_last: {f:10.0f} images/s  ({f / o:.2f}x fp32)")
         print(f"one 50,000-image epoch: fp32 {50_000 / o:.2f} s, bf16 + channels_last {50_000 / f:.2f} s "
               f"(training set here: {n} images)")
+        if args.compile:  # one compiled run each; the first epoch (compilation) is left out
+            cf = resnas_loop(fresh(spec), data, args.epochs, args.batch_size, skip=1, compile=args.compile,
+                             bf16=False, channels_last=False)
+            cb = resnas_loop(fresh(spec), data, args.epochs, args.batch_size, skip=1, compile=args.compile,
+                             bf16=True, channels_last=True)
+            print(f"torch.compile({args.compile}) fp32:                {cf:10.0f} images/s  ({cf / o:.2f}x eager fp32)")
+            print(f"torch.compile({args.compile}) bf16 + channels_last:{cb:10.0f} images/s  ({cb / o:.2f}x eager fp32, "
+                  f"{cb / cf:.2f}x compiled fp32); 50,000-image epoch {50_000 / cb:.2f} s")
 
 
 if __name__ == "__main__":

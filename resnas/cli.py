@@ -270,7 +270,8 @@ def _add_train(p: argparse.ArgumentParser, epochs: int) -> None:
     g.add_argument("--schedule", choices=["cosine", "step"], help="default cosine")
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on a GPU)")
+    g.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="torch.compile the model; MODE default, reduce-overhead (CUDA graphs), max-autotune")
     g.add_argument("--quiet", action="store_true", help="no progress output")
 
 

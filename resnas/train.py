@@ -22,6 +22,9 @@ class TrainingFailed(RuntimeError):
     """The run could not go on (the loss became NaN or inf, the device ran out of memory)."""
 
 
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 15
@@ -35,7 +38,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool | None = None  # None: on CUDA only
     channels_last: bool | None = None  # None: on CUDA only
-    compile: bool = False  # torch.compile the model (worth it for long runs on a GPU)
+    compile: str | None = None  # torch.compile mode for the training model: "default", "reduce-overhead", ...
     block_sparsity: float = 0.0  # L1 weight on the branch gates (Huang & Wang 2018); needs a gated spec
     eval_batch_size: int = 1024
 
@@ -51,6 +54,7 @@ class TrainConfig:
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("block_sparsity", self.block_sparsity >= 0, ">= 0"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
+            ("compile", self.compile in COMPILE_MODES, f"one of {', '.join(map(str, COMPILE_MODES))}"),
         ]
         for name, ok, allowed in rules:
             if not ok:
@@ -160,7 +164,7 @@ def train(model: nn.Module, data: Data, config: TrainConfig, *, on_epoch: OnEpoc
     if cuda:
         torch.backends.cudnn.benchmark = True
     model.to(device, memory_format=fmt)
-    step_model = torch.compile(model) if config.compile else model
+    step_model = torch.compile(model, mode=config.compile) if config.compile else model
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # BN affine, biases, gates
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": config.weight_decay},

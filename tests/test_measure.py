@@ -64,7 +64,7 @@ def test_latency_reports_median_p90_and_device():
     model = build(preset("resnet-20"))
     lat = measure_latency(model, in_channels=3, input_size=32, repeats=7, warmup=2)
     assert 0 < lat.latency_ms <= lat.latency_p90_ms
-    assert lat.device.startswith("cpu") and lat.dtype == "fp32" and lat.batch_size == 1
+    assert lat.device.startswith("cpu") and lat.dtype == "fp32" and lat.batch_size == 1 and lat.mode == "eager"
     # a bigger model is slower: the timing measures the network, not overhead
     big = measure_latency(build(preset("wrn-16-4")), in_channels=3, input_size=32, repeats=7, warmup=2)
     assert big.latency_ms > lat.latency_ms
@@ -80,6 +80,11 @@ def test_latency_two_runs_agree_loosely():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_latency_on_cuda_uses_bf16_and_names_gpu():
-    lat = measure_latency(build(preset("wrn-16-4")), in_channels=3, input_size=32, batch_size=64, device="cuda")
-    assert lat.dtype == "bf16" and lat.device == torch.cuda.get_device_name(0) and lat.latency_ms > 0
+def test_latency_on_cuda_uses_bf16_graphs_and_names_gpu():
+    model = build(preset("wrn-16-4"))
+    runs = [measure_latency(model, in_channels=3, input_size=32, batch_size=64, device="cuda") for _ in range(2)]
+    lat = runs[0]
+    assert lat.dtype == "bf16" and lat.device == torch.cuda.get_device_name(0) and lat.mode == "cuda-graph"
+    assert 0.75 < runs[0].latency_ms / runs[1].latency_ms < 1.33
+    eager = measure_latency(model, in_channels=3, input_size=32, device="cuda", cuda_graph=False)
+    assert eager.mode == "eager" and eager.latency_ms > 0
