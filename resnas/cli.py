@@ -208,6 +208,23 @@ def cmd_prune(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
+def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from .report import write_report
+
+    name = args.study_name or args.study
+    if not name:
+        raise UserError("name a study: resnas report STUDY (or --storage URL --study NAME)")
+    result = write_report(name, out_dir=args.out_dir, storage=args.storage, reports_dir=args.reports_dir,
+                          color_by=args.color_by, png=args.format == "png", baselines=args.baselines,
+                          device=args.device)
+    if not args.json:
+        print(result["markdown"])
+        for note in result["notes"]:
+            print(f"note: {note}")
+        print(f"wrote {result['html']}, {result['csv']}" + (f", {result['png']}" if "png" in result else ""))
+    return {k: result[k] for k in ("html", "csv", "n_trials", "pareto_size", "png") if k in result}
+
+
 def _block_table(r: dict) -> str:
     rows = [(b["stage"], b["index"], f"{b['importance']:.4f}", "removed") for b in r["removed"]]
     rows += [(b["stage"], b["index"], f"{b['importance']:.4f}",
@@ -357,6 +374,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage")
     _add_common(s)
     s.set_defaults(func=cmd_prune)
+
+    s = sub.add_parser("report", help="HTML report (plotly, self-contained) and CSV of a study")
+    s.add_argument("study_name", nargs="?", metavar="STUDY", help="a study under --out-dir")
+    s.add_argument("--study", help="the study's name in --storage")
+    s.add_argument("--storage", help="Optuna RDB URL; default the study's sqlite file under --out-dir")
+    s.add_argument("--out-dir", default="studies")
+    s.add_argument("--reports-dir", default="reports")
+    s.add_argument("--color-by", help="colour points by this choice (default the space's first)")
+    s.add_argument("--format", choices=["html", "png"], default="html",
+                   help="png: also a screenshot of the page (needs Chromium)")
+    s.add_argument("--baselines", action="store_true",
+                   help="train (or reuse) WRN-16-4 and ResNet-20 with the study's recipe as reference points")
+    _add_common(s)
+    s.set_defaults(func=cmd_report)
     return p
 
 

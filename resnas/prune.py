@@ -357,7 +357,7 @@ def prune_pareto(study_name: str, config: PruneConfig, *, out_dir: str = "studie
         raise UserError(f"study {study_name!r} has no completed trial on its Pareto front to prune")
     records = []
     for entry in front:
-        out = Path(out_dir) / study_name / "pruned" / f"trial-{entry['trial']:05d}-pruned.pt"
+        out = (Path(out_dir) / study_name / "pruned" / f"trial-{entry['trial']:05d}-pruned.pt").resolve()
         try:
             record = prune_checkpoint(entry["checkpoint"], config, out=out, device=device)
         except UserError as e:  # e.g. a target this architecture cannot meet: record it, go on with the others

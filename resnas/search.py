@@ -172,7 +172,7 @@ class TrialRunner:
         self.data = load_data(data_config, device)
         self.asha = MOASHA(train_config.epochs, config.eta, config.min_epochs) \
             if config.mode == "pareto" and config.early_stopping else None
-        self.ckpt_dir = study_dir(config, data_config) / "checkpoints"
+        self.ckpt_dir = (study_dir(config, data_config) / "checkpoints").resolve()  # trials link absolute paths
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:

@@ -73,8 +73,9 @@ def test_latency_reports_median_p90_and_device():
 
 def test_latency_two_runs_agree_loosely():
     model = build(preset("resnet-20"))
-    a = measure_latency(model, in_channels=3, input_size=32, repeats=15, warmup=3).latency_ms
-    b = measure_latency(model, in_channels=3, input_size=32, repeats=15, warmup=3).latency_ms
+    # the better of two measurements on each side, so a burst of load from a neighbour does not decide it
+    a, b = (min(measure_latency(model, in_channels=3, input_size=32, repeats=15, warmup=3).latency_ms
+                for _ in range(2)) for _ in range(2))
     assert 0.5 < a / b < 2.0  # CI machines are shared; benchmarks/latency_spread.py measures the real spread
 
 
