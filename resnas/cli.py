@@ -168,7 +168,7 @@ def cmd_search(args: argparse.Namespace) -> dict[str, Any]:
         objectives=objectives, mode=args.objective, sampler=args.sampler, seed=args.seed,
         early_stopping=not args.no_early_stopping, eta=args.eta, min_epochs=args.min_epochs, pruner=args.pruner,
         target_mflops=args.target_mflops, max_mflops=args.max_mflops, max_params=args.max_params,
-        max_latency_ms=args.max_latency_ms, timeout=args.timeout, workers=args.workers)
+        max_latency_ms=args.max_latency_ms, timeout=args.timeout, workers=args.workers, heartbeat=args.heartbeat)
     result = run_search(config, _train_config(args), _data_config(args), device=args.device,
                         progress=not (args.json or args.quiet))
     out = result.to_dict()
@@ -352,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-params", type=float)
     s.add_argument("--max-latency-ms", type=float)
     s.add_argument("--workers", type=int, default=1, help="trial processes on this machine")
+    s.add_argument("--heartbeat", type=int, default=10, help="seconds between a running trial's heartbeats; a "
+                   "trial silent for 3 is failed and retried by another worker (default 10)")
     _add_common(s)
     _add_data(s)
     _add_train(s, epochs=9)

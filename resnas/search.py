@@ -11,6 +11,7 @@ import contextlib
 import math
 import multiprocessing as mp
 import os
+import random
 import re
 import signal
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
@@ -64,10 +66,13 @@ class SearchConfig:
     timeout: float | None = None  # seconds of wall time for this invocation
     workers: int = 1
     latency_batch_size: int = 1
+    heartbeat: int = 10  # seconds between a running trial's heartbeats; stale after 3 missed
 
     def __post_init__(self) -> None:
         if self.budget < 1:
             raise UserError(f"budget must be an integer >= 1 (trials to evaluate), got {self.budget}")
+        if self.heartbeat < 1:
+            raise UserError(f"heartbeat must be an integer >= 1 (seconds), got {self.heartbeat}")
         if self.workers < 1:
             raise UserError(f"workers must be >= 1, got {self.workers}")
         if self.mode not in ("pareto", "scalar"):
@@ -104,19 +109,26 @@ def study_dir(config: SearchConfig, data_config: DataConfig) -> Path:
     return Path(config.out_dir) / config.study_name(data_config.dataset)
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
+def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats, so a trial whose worker died is failed and retried by another worker."""
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=10, grace_period=60,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # workers started together on a new database race to create its tables: the loser tries again
+            if attempt == 5:
+                raise
+            time.sleep(0.5 + random.random())
         except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise UserError(f"cannot open storage {url!r}: {first[:200]}; give an Optuna RDB URL such as "
                             "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
+    raise AssertionError("unreachable")
 
 
 def storage_url(config: SearchConfig, data_config: DataConfig) -> str:
@@ -158,6 +170,13 @@ def _counts(t: FrozenTrial) -> bool:
     return not any(k in t.user_attrs for k in ("duplicate_of", "rejected", "surplus"))
 
 
+def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count against the budget: new architectures, less failed attempts that were retried
+    (a trial whose worker died is failed through heartbeats and re-run as a copy; only the copy counts)."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return [t for t in trials if _counts(t) and not (t.state == TrialState.FAIL and t.number in retried)]
+
+
 def constraint_values(t: FrozenTrial) -> list[float]:
     return list(t.user_attrs.get("constraint", [0.0, 0.0, 0.0]))
 
@@ -195,8 +214,8 @@ class TrialRunner:
         t_start = time.perf_counter()
         c = self.config
         study = trial.study
-        done = [t for t in study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,))
-                if t.number != trial.number and _counts(t)]
+        done = [t for t in budget_trials(study.get_trials(deepcopy=False))
+                if t.number != trial.number and t.state != TrialState.WAITING]
         if len(done) >= c.budget:  # other workers have taken the last slots meanwhile
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("budget already reached")
@@ -265,6 +284,7 @@ class TrialRunner:
             if all(t.state == TrialState.FAIL for t in same):
                 return None  # a failed attempt is worth another try (a crashed worker, say)
             time.sleep(1.0)  # another worker is training it right now: wait for its result
+            _fail_stale(study)  # ... unless that worker has died
         first = min(done, key=lambda t: t.number)
         trial.set_user_attr("duplicate_of", first.number)
         for k in ("latency_ms", "latency_p90_ms", "latency_device", "val_acc", "test_acc", "checkpoint", "curve",
@@ -340,7 +360,7 @@ def _identity(config: SearchConfig, train_config: TrainConfig, data_config: Data
 
 def _create_study(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
                   url: str, worker: int = 0) -> optuna.Study:
-    storage = open_storage(url)
+    storage = open_storage(url, config.heartbeat)
     name = config.study_name(data_config.dataset)
     n_obj = 1 if config.mode == "scalar" else len(config.objectives)
     directions = ["maximize"] if n_obj == 1 else \
@@ -373,30 +393,54 @@ def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: D
     study = _create_study(config, train_config, data_config, space, url, worker)
     runner = TrialRunner(config, train_config, data_config, space, pick_device(device))
     with contextlib.suppress(KeyboardInterrupt):
-        _optimize(study, runner, config, None)
+        _optimize(study, runner, config, None, config.timeout)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
-              on_trial: Callable[[list[FrozenTrial]], None] | None, timeout: float | None = None) -> None:
-    def stop_at_budget(study: optuna.Study, _: FrozenTrial) -> None:
-        trials = study.get_trials(deepcopy=False)
-        if on_trial:
-            on_trial(trials)
-        if sum(t.state in FINISHED and _counts(t) for t in trials) >= config.budget:
-            study.stop()
-
-    counted = sum(t.state in FINISHED and _counts(t) for t in study.get_trials(deepcopy=False))
-    if counted >= config.budget:
-        return
-    # duplicates and rejections are cheap but do not count: cap the total so an exhausted space still ends
-    cap = 20 * config.budget
+def _fail_stale(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.optimize(runner, n_trials=cap, timeout=timeout, catch=(Exception,), callbacks=[stop_at_budget])
+        optuna.storages.fail_stale_trials(study)
+
+
+def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
+              on_trial: Callable[[list[FrozenTrial]], None] | None, timeout: float | None = None) -> None:
+    """Run trials until the budget is met. While the last slots are being trained elsewhere, wait (failing stale
+    trials, so that a dead worker's trial is retried) rather than start a trial that would be surplus."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    cap = 20 * config.budget  # duplicates and rejections do not count: an exhausted space still ends
+    hiccups = 0
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            trials = study.get_trials(deepcopy=False)
+            if on_trial:
+                on_trial(trials)
+            counted = budget_trials(trials)
+            finished = sum(t.state in FINISHED for t in counted)
+            running = sum(t.state == TrialState.RUNNING for t in counted)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if finished >= config.budget or len(trials) >= cap:
+                return
+            if finished + running >= config.budget and not waiting:
+                time.sleep(min(5.0, config.heartbeat))
+                _fail_stale(study)
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(runner, n_trials=1, catch=(Exception,))
+            hiccups = 0
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # our trial was failed as stale (we were cut off from the storage) and is retried elsewhere
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as e:
+            # the database went away (a restart, a network blip): the pool reconnects on the next use; the trial
+            # that was running is failed through its heartbeat and retried
+            hiccups += 1
+            if hiccups > 8:
+                raise UserError(f"lost the study's storage: {str(e).splitlines()[0][:200]}") from None
+            time.sleep(min(30.0, 2.0 ** hiccups))
 
 
 @dataclass
@@ -420,7 +464,7 @@ class SearchResult:
 
 def summarise(study: optuna.Study, objectives: tuple[str, ...], storage: str, seconds: float) -> SearchResult:
     trials = study.get_trials(deepcopy=False)
-    counted = [t for t in trials if _counts(t)]
+    counted = budget_trials(trials)
     rejected = [t for t in trials if "rejected" in t.user_attrs]
     return SearchResult(
         study=study.study_name, storage=storage,
@@ -499,7 +543,7 @@ class _progress_bar:  # noqa: N801  (a tqdm bar wearing the callback's shape)
         self.update_from(study.get_trials(deepcopy=False))
 
     def update_from(self, trials: list[FrozenTrial]) -> None:
-        counted = [t for t in trials if _counts(t) and t.state in FINISHED]
+        counted = [t for t in budget_trials(trials) if t.state in FINISHED]
         accs = [t.user_attrs["val_acc"] for t in counted if "val_acc" in t.user_attrs]
         self.bar.n = len(counted)
         self.bar.set_postfix(pruned=sum(t.state == TrialState.PRUNED for t in counted),

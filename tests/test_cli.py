@@ -130,6 +130,11 @@ BATTERY = [
     ("bad objective", lambda t: ["search", "--objectives", "val_acc,flops"], "objectives must be distinct names"),
     ("unknown command option", lambda t: ["search", "--budgte", "3"], "unrecognized arguments"),
     ("cuda on a cpu machine", lambda t: ["measure", "resnet-20", "--device", "cuda:7"], "cuda"),
+    ("report of a missing study", lambda t: ["report", "nope", "--out-dir", t], "no study 'nope'"),
+    ("prune a missing checkpoint", lambda t: ["prune", t / "nope.pt", "--threshold", "0.1"], "no such file"),
+    ("prune without a mode", lambda t: ["prune", _foreign(t)], "choose exactly one of --threshold"),
+    ("prune a foreign checkpoint", lambda t: ["prune", _foreign(t), "--threshold", "0.1"], "not a resnas checkpoint"),
+    ("heartbeat 0", lambda t: ["search", "--heartbeat", "0"], "heartbeat must be"),
 ]
 
 

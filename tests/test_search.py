@@ -148,3 +148,28 @@ def test_summary_is_json_serialisable(tmp_path, space):
     text = json.dumps(result.to_dict())
     assert {"study", "storage", "n_complete", "n_pruned", "n_failed", "n_rejected", "epochs_trained", "seconds",
             "pareto"} <= set(json.loads(text))
+
+
+def test_disk_full_while_saving_a_checkpoint_fails_only_that_trial(tmp_path, space, monkeypatch):
+    import os as os_module
+
+    from resnas import files
+
+    real_replace = os_module.replace
+    calls = {"n": 0}
+
+    def flaky_replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint hits a full disk
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", flaky_replace)
+    result = run(tmp_path, space, budget=4, early_stopping=False)
+    trials = load_trials(result)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "No space left on device" in failed[0].user_attrs["error"]
+    assert "cannot write checkpoint" in failed[0].user_attrs["error"]
+    assert result.n_complete == 3  # the study went on
+    ckpts = list((tmp_path / "studies" / "tiny" / "checkpoints").iterdir())
+    assert len(ckpts) == 3 and not [p for p in ckpts if p.name.startswith(".")]  # no partial file

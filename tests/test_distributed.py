@@ -1,0 +1,191 @@
+"""Several worker processes on one study in a real PostgreSQL server; crashes and interruptions.
+
+A throw-away cluster is started for the session (as the unprivileged `postgres` user when run as root). Under CI
+a missing server fails the tests; elsewhere they skip.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from resnas import checkpoint
+from resnas.search import budget_trials, open_storage
+
+pytestmark = pytest.mark.slow
+
+SPACE = """
+[fixed]
+widths = [8, 16]
+stem_width = 8
+[choices]
+blocks = [1, 2]
+k = [1, 2, 3]
+kernels = [[3], [3, 3]]
+"""
+
+
+class Postgres:
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
+        if not bins[-1]:
+            raise FileNotFoundError("initdb")
+        self.bin = Path(bins[-1]).parent
+        self.root = Path(tempfile.mkdtemp(prefix="resnas-pg-"))
+        self.data = self.root / "data"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self.root, "postgres")
+        self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        self.opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", self.opts, "-w", "start")
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def run(self, tool: str, *args: str) -> None:
+        cmd = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    def restart(self) -> None:
+        # -l: the new postmaster must not inherit (and hold open) our captured output
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-m", "fast", "-o", self.opts, "-w",
+                 "restart")
+
+    def stop(self) -> None:
+        self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    try:
+        server = Postgres()
+    except (FileNotFoundError, subprocess.CalledProcessError) as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed under CI (.ci/run installs it): {e}")
+        pytest.skip(f"no PostgreSQL server here: {e}")
+    yield server
+    server.stop()
+
+
+def worker(tmp_path, storage, study, budget, *extra, space=SPACE):
+    (tmp_path / "space.toml").write_text(space)
+    cmd = [sys.executable, "-m", "resnas.cli", "search", "--space", str(tmp_path / "space.toml"), "--study", study,
+           "--budget", str(budget), "--out-dir", str(tmp_path / "studies"), "--sampler", "random",
+           "--no-early-stopping", "--quiet", "--heartbeat", "1", *extra]
+    if storage:
+        cmd += ["--storage", storage]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def trials_of(storage, study):
+    return optuna.load_study(study_name=study, storage=open_storage(storage)).get_trials()
+
+
+def wait_for(predicate, timeout=120.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    raise AssertionError("timed out waiting")
+
+
+def complete(trials):
+    return [t for t in trials if t.state == TrialState.COMPLETE]
+
+
+def test_three_workers_finish_exactly_the_budget(postgres, tmp_path):
+    procs = [worker(tmp_path, postgres.url, "three", 6, "--epochs", "2") for _ in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-500:] for o in outs]
+    trials = trials_of(postgres.url, "three")
+    counted = budget_trials(trials)
+    assert len([t for t in counted if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]) == 6
+    assert len(complete(counted)) == 6 and not [t for t in trials if t.state == TrialState.RUNNING]
+    assert max(Counter(t.user_attrs["spec"] for t in counted).values()) == 1  # no architecture trained twice
+    for t in complete(counted):
+        assert checkpoint.load(t.user_attrs["checkpoint"]).metrics["val_acc"] == t.user_attrs["val_acc"]
+
+
+def test_killed_worker_trial_is_retried(postgres, tmp_path):
+    slow = worker(tmp_path, postgres.url, "kill", 3, "--epochs", "40")
+    wait_for(lambda: any(t.state == TrialState.RUNNING and len(t.user_attrs.get("curve", [])) >= 2
+                         for t in trials_of(postgres.url, "kill")) if _exists(postgres.url, "kill") else False)
+    victim = next(t for t in trials_of(postgres.url, "kill") if t.state == TrialState.RUNNING)
+    slow.send_signal(signal.SIGKILL)
+    slow.wait()
+    killed_at = time.time()
+    survivor = worker(tmp_path, postgres.url, "kill", 3, "--epochs", "40")
+    out, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err[-800:]
+    trials = trials_of(postgres.url, "kill")
+    assert trials[victim.number].state == TrialState.FAIL  # failed through its stale heartbeat
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == victim.number)
+    assert retry.state == TrialState.COMPLETE and retry.params == victim.params
+    counted = budget_trials(trials)
+    assert victim.number not in {t.number for t in counted} and len(complete(counted)) == 3
+    print(f"\nworker killed -> its trial retried after {retry.datetime_start.timestamp() - killed_at:.1f} s")
+
+
+def _exists(url, name):
+    return name in [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))]
+
+
+def test_database_restart_while_workers_run(postgres, tmp_path):
+    procs = [worker(tmp_path, postgres.url, "restart", 6, "--epochs", "12") for _ in range(2)]
+    wait_for(lambda: _exists(postgres.url, "restart") and len(complete(trials_of(postgres.url, "restart"))) >= 1,
+             timeout=300)
+    before = {t.number: t.values for t in complete(trials_of(postgres.url, "restart"))}
+    postgres.restart()
+    for p in procs:
+        try:
+            p.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+            pytest.fail(f"a worker hung after the database restart: {err[-2000:]}")
+    # a worker reconnects, or fails its current trial cleanly; a rerun then reaches the budget
+    again = worker(tmp_path, postgres.url, "restart", 6, "--epochs", "12")
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err[-800:]
+    trials = trials_of(postgres.url, "restart")
+    assert all(trials[n].values == v for n, v in before.items())  # finished trials intact
+    assert len(complete(budget_trials(trials))) >= 6 - sum(t.state == TrialState.FAIL for t in budget_trials(trials))
+    assert sum(t.state != TrialState.RUNNING for t in budget_trials(trials)) >= 6
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_keeps_finished_trials_and_resumes(tmp_path, sig):
+    storage = f"sqlite:///{tmp_path / 'studies' / 'int' / 'study.db'}"
+    proc = worker(tmp_path, None, "int", 4, "--epochs", "15")
+    wait_for(lambda: (tmp_path / "studies/int/study.db").exists() and _exists(storage, "int")
+             and len(complete(trials_of(storage, "int"))) >= 1, timeout=300)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    trials = trials_of(storage, "int")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]  # the running trial was recorded as failed
+    done = {t.number: t.values for t in complete(trials)}
+    assert all(Path(t.user_attrs["checkpoint"]).is_file() for t in complete(trials))
+    rerun = worker(tmp_path, None, "int", 4, "--epochs", "15")
+    _, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-800:]
+    after = trials_of(storage, "int")
+    assert all(after[n].values == v for n, v in done.items())
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED) for t in budget_trials(after)) == 4
