@@ -25,17 +25,6 @@ from resnas.search import budget_trials, open_storage
 
 pytestmark = pytest.mark.slow
 
-SPACE = """
-[fixed]
-widths = [8, 16]
-stem_width = 8
-[choices]
-blocks = [1, 2]
-k = [1, 2, 3]
-kernels = [[3], [3, 3]]
-"""
-
-
 class Postgres:
     def __init__(self) -> None:
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
@@ -82,8 +71,12 @@ def postgres():
     server.stop()
 
 
-def worker(tmp_path, storage, study, budget, *extra, space=SPACE):
-    (tmp_path / "space.toml").write_text(space)
+@pytest.fixture(autouse=True)
+def space_file(tmp_path, tiny_space_text):
+    (tmp_path / "space.toml").write_text(tiny_space_text)
+
+
+def worker(tmp_path, storage, study, budget, *extra):
     cmd = [sys.executable, "-m", "resnas.cli", "search", "--space", str(tmp_path / "space.toml"), "--study", study,
            "--budget", str(budget), "--out-dir", str(tmp_path / "studies"), "--sampler", "random",
            "--no-early-stopping", "--quiet", "--heartbeat", "1", *extra]

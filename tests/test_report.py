@@ -16,21 +16,11 @@ from resnas.search import SearchConfig, open_storage, pareto_trials, run_search
 from resnas.spec import wrn
 from resnas.train import TrainConfig
 
-SPACE = """
-[fixed]
-widths = [4, 8]
-stem_width = 4
-[choices]
-blocks = [1, 2]
-k = [1, 2, 3]
-kernels = [[3], [3, 3]]
-"""
-
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
+def study_dir(tmp_path_factory, tiny_space_text):
     root = tmp_path_factory.mktemp("rep")
-    (root / "tiny.toml").write_text(SPACE)
+    (root / "tiny.toml").write_text(tiny_space_text)
     config = SearchConfig(space=str(root / "tiny.toml"), out_dir=str(root / "studies"), budget=7, sampler="random",
                           eta=2, max_mflops=0.09)
     run_search(config, TrainConfig(epochs=3, batch_size=128), DataConfig(), device="cpu")

@@ -13,23 +13,13 @@ from resnas.errors import UserError
 from resnas.search import SearchConfig, run_search
 from resnas.train import TrainConfig
 
-TINY = """
-description = "tiny test space"
-[fixed]
-widths = [4, 8]
-stem_width = 4
-[choices]
-blocks = [1, 2]
-k = [1, 2, 3]
-kernels = [[3], [3, 3]]
-"""
 TRAIN = TrainConfig(epochs=3, batch_size=128)
 
 
 @pytest.fixture
-def space(tmp_path):
+def space(tmp_path, tiny_space_text):
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
+    path.write_text(tiny_space_text)
     return str(path)
 
 
@@ -91,9 +81,10 @@ def test_constraints_reject_before_training(tmp_path, space):
     assert all(p["mflops"] <= 0.05 for p in result.pareto)
 
 
-def test_duplicates_are_not_retrained(tmp_path, tmp_path_factory):
+def test_duplicates_are_not_retrained(tmp_path, tiny_space_text):
     path = tmp_path / "two.toml"
-    path.write_text(TINY.replace("k = [1, 2, 3]", "k = [1]").replace("kernels = [[3], [3, 3]]", "kernels = [[3]]"))
+    path.write_text(tiny_space_text.replace("k = [1, 2, 3]", "k = [1]").replace("kernels = [[3], [3, 3]]",
+                                                                               "kernels = [[3]]"))
     result = run(tmp_path, str(path), budget=2, early_stopping=False)
     trials = load_trials(result)
     trained = Counter(t.user_attrs["spec"] for t in trials if "duplicate_of" not in t.user_attrs)
@@ -104,9 +95,9 @@ def test_duplicates_are_not_retrained(tmp_path, tmp_path_factory):
         assert t.values == first.values and t.user_attrs["spec"] == first.user_attrs["spec"]
 
 
-def test_failing_architecture_does_not_stop_the_search(tmp_path):
+def test_failing_architecture_does_not_stop_the_search(tmp_path, tiny_space_text):
     path = tmp_path / "bad.toml"
-    path.write_text(TINY.replace("widths = [4, 8]\n", "").replace("[choices]", "shortcut = 'A'\n[choices]\n"
+    path.write_text(tiny_space_text.replace("widths = [4, 8]\n", "").replace("[choices]", "shortcut = 'A'\n[choices]\n"
                     "widths_per_stage = [[4], [8, 2]]"))
     result = run(tmp_path, str(path), budget=6, early_stopping=False, sampler="random")
     assert result.n_failed >= 1 and result.n_complete >= 1
