@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from .errors import UserError
 from .files import atomic_write_bytes, atomic_write_text
-from .search import constraint_values, open_study, pareto_trials, study_objectives
+from .search import constraint_values, open_study, pareto_trials, stopped_early, study_objectives
 
 KINDS = ("complete", "stopped early", "failed", "rejected", "duplicate", "surplus", "running")
 
@@ -32,6 +32,8 @@ def trial_kind(t: optuna.trial.FrozenTrial) -> str:
         return "duplicate"
     if "rejected" in t.user_attrs:
         return "rejected"
+    if stopped_early(t):
+        return "stopped early"
     return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "stopped early", TrialState.FAIL: "failed"}.get(
         t.state, "running")
 

@@ -177,6 +177,11 @@ def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if _counts(t) and not (t.state == TrialState.FAIL and t.number in retried)]
 
 
+def stopped_early(t: FrozenTrial) -> bool:
+    """Stopped by MO-ASHA (completed with its rung accuracy) or by an Optuna pruner (scalar mode)."""
+    return t.state == TrialState.PRUNED or "stopped_at" in t.user_attrs
+
+
 def constraint_values(t: FrozenTrial) -> list[float]:
     return list(t.user_attrs.get("constraint", [0.0, 0.0, 0.0]))
 
@@ -243,6 +248,11 @@ class TrialRunner:
         trial.set_user_attr("constraint", violation)
         t_train = time.perf_counter()
         model, result = self._train(trial, spec, attrs)
+        if "stopped_at" in trial.user_attrs:
+            # Early-stopped: the trial completes with what it measured (its accuracy at the rung), so that the
+            # sampler learns from it: NSGA-II and TPE build on completed trials only, and with most trials pruned
+            # (no values) NSGA-II never left its random first generation. Only fully trained trials make the front.
+            return self._values({**attrs, "val_acc": result.history[-1].val_acc})
         t_test = time.perf_counter()
         test_acc, _ = evaluate(model, self.data, "test")  # reported beside validation, never searched on
         attrs.update(val_acc=result.best_val_acc, test_acc=test_acc)
@@ -288,7 +298,7 @@ class TrialRunner:
         first = min(done, key=lambda t: t.number)
         trial.set_user_attr("duplicate_of", first.number)
         for k in ("latency_ms", "latency_p90_ms", "latency_device", "val_acc", "test_acc", "checkpoint", "curve",
-                  "constraint"):
+                  "constraint", "stopped_at"):
             if k in first.user_attrs:
                 trial.set_user_attr(k, first.user_attrs[k])
         if first.state == TrialState.PRUNED:
@@ -299,7 +309,7 @@ class TrialRunner:
         curve: list[float] = []
         costs = [o for o in self.config.objectives if o != "val_acc"]
 
-        def on_epoch(record) -> None:
+        def on_epoch(record) -> bool:
             curve.append(record.val_acc)
             trial.set_user_attr("curve", curve)
             epoch = record.epoch
@@ -316,7 +326,8 @@ class TrialRunner:
                           and len(t.user_attrs.get("curve", [])) >= epoch and all(o in t.user_attrs for o in costs)]
                 if not self.asha.continues(mine, others):
                     trial.set_user_attr("stopped_at", epoch)
-                    raise optuna.TrialPruned(f"stopped at rung epoch {epoch}")
+                    return True  # stop training; _run completes the trial with its rung accuracy
+            return False
 
         torch.manual_seed(self.train_config.seed)
         model = build(spec)
@@ -468,8 +479,8 @@ def summarise(study: optuna.Study, objectives: tuple[str, ...], storage: str, se
     rejected = [t for t in trials if "rejected" in t.user_attrs]
     return SearchResult(
         study=study.study_name, storage=storage,
-        n_complete=sum(t.state == TrialState.COMPLETE for t in counted),
-        n_pruned=sum(t.state == TrialState.PRUNED for t in counted),
+        n_complete=sum(t.state == TrialState.COMPLETE and not stopped_early(t) for t in counted),
+        n_pruned=sum(stopped_early(t) for t in counted),
         n_failed=sum(t.state == TrialState.FAIL for t in counted),
         n_rejected=len(rejected),
         n_duplicates=sum("duplicate_of" in t.user_attrs for t in trials),
@@ -546,7 +557,7 @@ class _progress_bar:  # noqa: N801  (a tqdm bar wearing the callback's shape)
         counted = [t for t in budget_trials(trials) if t.state in FINISHED]
         accs = [t.user_attrs["val_acc"] for t in counted if "val_acc" in t.user_attrs]
         self.bar.n = len(counted)
-        self.bar.set_postfix(pruned=sum(t.state == TrialState.PRUNED for t in counted),
+        self.bar.set_postfix(pruned=sum(stopped_early(t) for t in counted),
                              failed=sum(t.state == TrialState.FAIL for t in counted),
                              rejected=sum("rejected" in t.user_attrs for t in trials),
                              best=f"{max(accs):.4f}" if accs else "-", refresh=False)

@@ -63,8 +63,13 @@ def test_resumes_to_a_larger_budget(tmp_path, space):
 def test_mo_asha_stops_trials_at_rungs(tmp_path, space):
     result = run(tmp_path, space, budget=8, eta=2)
     trials = load_trials(result)
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and "stopped_at" in t.user_attrs]
-    assert result.n_pruned >= 2 and pruned
+    pruned = [t for t in trials if "stopped_at" in t.user_attrs and "duplicate_of" not in t.user_attrs]
+    assert result.n_pruned >= 2 and len(pruned) == result.n_pruned
+    # a stopped trial completes with its accuracy at the rung, so the sampler learns from it; it has no
+    # checkpoint and never makes the front
+    assert all(t.state == TrialState.COMPLETE and t.values[0] == t.user_attrs["curve"][-1] for t in pruned)
+    assert all("checkpoint" not in t.user_attrs for t in pruned)
+    assert not {p["trial"] for p in result.pareto} & {t.number for t in pruned}
     # eta 2 over 3 epochs: rungs at epochs 1 and 2; a stopped trial's curve ends at its rung
     assert all(len(t.user_attrs["curve"]) == t.user_attrs["stopped_at"] in (1, 2) for t in pruned)
     assert result.epochs_trained < 3 * 8
