@@ -5,8 +5,8 @@
     python benchmarks/search_bench.py samplers --parallel 9     # searches side by side, one thread each
 
 Hypervolume is taken in (validation error, log10 MFLOPs), bounded by error 1 and 1000 MFLOPs (above every
-architecture of the shipped spaces on digits), so all runs share one reference. Overhead is the share of a completed trial's wall
-time spent outside train() (sampling, cost, latency, test evaluation, checkpoint, storage) and outside the
+architecture of the shipped spaces on digits), so all runs share one reference. Overhead is the share of a
+completed trial's wall time spent outside train() (sampling, cost, latency, test evaluation, checkpoint, storage) and outside the
 training steps (the same plus per-epoch validation).
 """
 
