@@ -6,8 +6,8 @@
 
 Hypervolume is taken in (validation error, log10 MFLOPs), bounded by error 1 and 1000 MFLOPs (above every
 architecture of the shipped spaces on digits), so all runs share one reference. Overhead is the share of a
-completed trial's wall time spent outside train() (sampling, cost, latency, test evaluation, checkpoint, storage) and outside the
-training steps (the same plus per-epoch validation).
+completed trial's wall time spent outside train() (sampling, cost, latency, test evaluation, checkpoint,
+storage) and outside the training steps (the same plus per-epoch validation).
 """
 
 from __future__ import annotations
