@@ -14,6 +14,7 @@ import torch
 
 from resnas import checkpoint
 from resnas.data import DataConfig, load_data
+from resnas.models import build
 from resnas.prune import PruneConfig, prune_checkpoint
 from resnas.spec import preset
 from resnas.train import TrainConfig, train
@@ -22,8 +23,6 @@ from resnas.train import TrainConfig, train
 def trained(path: Path, spec, epochs: int, sparsity: float) -> Path:
     data = load_data(DataConfig())
     torch.manual_seed(0)
-    from resnas.models import build
-
     model = build(spec)
     config = TrainConfig(epochs=epochs, block_sparsity=sparsity)
     result = train(model, data, config)

@@ -139,3 +139,17 @@ def test_png_export(study_dir, tmp_path):
     result = write_report("tiny", out_dir=str(study_dir), reports_dir=str(tmp_path), png=True)
     png = (tmp_path / "tiny.png").read_bytes()
     assert result["png"].endswith("tiny.png") and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_baselines_trained_once_with_the_studys_recipe(study_dir, tmp_path):
+    from resnas.report import baseline_frame
+
+    folder = tmp_path / "baselines"
+    frame = baseline_frame(load(study_dir), folder, device="cpu")
+    assert list(frame["name"]) == ["wrn-16-4", "resnet-20"] and frame["val_acc"].between(0, 1).all()
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    again = baseline_frame(load(study_dir), folder, device="cpu")  # reused, not retrained
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+    assert list(again["val_acc"]) == list(frame["val_acc"])
+    from resnas import checkpoint as ck
+    assert ck.load(folder / "wrn-16-4.pt").train_config.epochs == 3  # the study's recipe
