@@ -76,10 +76,12 @@ def space_file(tmp_path, tiny_space_text):
     (tmp_path / "space.toml").write_text(tiny_space_text)
 
 
-def worker(tmp_path, storage, study, budget, *extra):
+def worker(tmp_path, storage, study, budget, *extra, heartbeat=5):
+    """A `resnas search` process. Heartbeats are short only where a test waits for a dead worker: on a loaded
+    2-core machine a trainer can miss a 1 s beat, and its live trial would be failed as stale."""
     cmd = [sys.executable, "-m", "resnas.cli", "search", "--space", str(tmp_path / "space.toml"), "--study", study,
            "--budget", str(budget), "--out-dir", str(tmp_path / "studies"), "--sampler", "random",
-           "--no-early-stopping", "--quiet", "--heartbeat", "1", *extra]
+           "--no-early-stopping", "--quiet", "--heartbeat", str(heartbeat), *extra]
     if storage:
         cmd += ["--storage", storage]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -117,14 +119,14 @@ def test_three_workers_finish_exactly_the_budget(postgres, tmp_path):
 
 
 def test_killed_worker_trial_is_retried(postgres, tmp_path):
-    slow = worker(tmp_path, postgres.url, "kill", 3, "--epochs", "40")
+    slow = worker(tmp_path, postgres.url, "kill", 3, "--epochs", "40", heartbeat=2)
     wait_for(lambda: any(t.state == TrialState.RUNNING and len(t.user_attrs.get("curve", [])) >= 2
                          for t in trials_of(postgres.url, "kill")) if _exists(postgres.url, "kill") else False)
     victim = next(t for t in trials_of(postgres.url, "kill") if t.state == TrialState.RUNNING)
     slow.send_signal(signal.SIGKILL)
     slow.wait()
     killed_at = time.time()
-    survivor = worker(tmp_path, postgres.url, "kill", 3, "--epochs", "40")
+    survivor = worker(tmp_path, postgres.url, "kill", 3, "--epochs", "40", heartbeat=2)
     out, err = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, err[-800:]
     trials = trials_of(postgres.url, "kill")

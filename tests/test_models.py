@@ -36,7 +36,7 @@ def test_cifar_presets_match_papers(name, millions, tol):
 BLOCK_KERNELS = [(3, 3), (3, 1, 3), (1, 3, 1), (1, 3), (3, 1), (3, 1, 1), (3,), (3, 3, 3, 3)]
 
 
-@pytest.mark.parametrize("kernels, shortcut, preact", itertools.product(BLOCK_KERNELS, "ABC", [True, False]))
+@pytest.mark.parametrize("kernels, shortcut, preact", list(itertools.product(BLOCK_KERNELS, "ABC", [True, False])))
 def test_forward_shapes_for_every_basic_block(kernels, shortcut, preact):
     spec = ArchSpec(blocks=(1, 2, 1), widths=(4, 8, 16), k=2, kernels=kernels, shortcut=shortcut, preact=preact,
                     dropout=0.2, stem_width=4, in_channels=1, num_classes=5)
@@ -47,8 +47,8 @@ def test_forward_shapes_for_every_basic_block(kernels, shortcut, preact):
     assert n_convs == len(kernels)
 
 
-@pytest.mark.parametrize("shortcut, preact, stem", itertools.product(["A", "B", "C", "none"], [True, False],
-                                                                      ["cifar", "imagenet"]))
+@pytest.mark.parametrize("shortcut, preact, stem", list(itertools.product(["A", "B", "C", "none"], [True, False],
+                                                                           ["cifar", "imagenet"])))
 def test_bottleneck_and_stems(shortcut, preact, stem):
     spec = ArchSpec(blocks=(1, 1), widths=(4, 8), k=2, block="bottleneck", kernels=(1, 3, 1), shortcut=shortcut,
                     preact=preact, stem=stem, stem_width=8, num_classes=3)
