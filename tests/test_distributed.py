@@ -88,16 +88,27 @@ def worker(tmp_path, storage, study, budget, *extra, heartbeat=5):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
+_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
+def storage_of(url):
+    """One storage (one connection pool) per URL for the whole module: opening one per poll leaked pools until
+    the server ran out of connections and the workers under test could no longer reach it."""
+    if url not in _STORAGES:
+        _STORAGES[url] = open_storage(url)
+    return _STORAGES[url]
+
+
 def trials_of(storage, study):
-    return optuna.load_study(study_name=study, storage=open_storage(storage)).get_trials()
+    return optuna.load_study(study_name=study, storage=storage_of(storage)).get_trials()
 
 
-def wait_for(predicate, timeout=120.0):
+def wait_for(predicate, timeout=300.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():
             return True
-        time.sleep(0.3)
+        time.sleep(1.0)
     raise AssertionError("timed out waiting")
 
 
@@ -139,7 +150,7 @@ def test_killed_worker_trial_is_retried(postgres, tmp_path):
 
 
 def _exists(url, name):
-    return name in [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))]
+    return name in [s.study_name for s in optuna.get_all_study_summaries(storage_of(url))]
 
 
 def test_database_restart_while_workers_run(postgres, tmp_path):
