@@ -11,7 +11,6 @@ import contextlib
 import math
 import multiprocessing as mp
 import os
-import random
 import re
 import signal
 import time
@@ -22,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
+import sqlalchemy.pool
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
@@ -112,23 +113,36 @@ def study_dir(config: SearchConfig, data_config: DataConfig) -> Path:
 def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats, so a trial whose worker died is failed and retried by another worker."""
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    for attempt in range(6):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-            # workers started together on a new database race to create its tables: the loser tries again
-            if attempt == 5:
-                raise
-            time.sleep(0.5 + random.random())
-        except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"cannot open storage {url!r}: {first[:200]}; give an Optuna RDB URL such as "
-                            "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
-    raise AssertionError("unreachable")
+    try:
+        with _one_initialiser(url), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+    except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"cannot open storage {url!r}: {first[:200]}; give an Optuna RDB URL such as "
+                        "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
+
+
+@contextlib.contextmanager
+def _one_initialiser(url: str):
+    """Workers started together on a new PostgreSQL database would race to create its tables, and a loser's
+    half-done transaction can block its own retry forever; a server-wide advisory lock makes them take turns.
+    SQLite serialises writers itself."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(7346)"))
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(7346)"))
+    finally:
+        engine.dispose()
 
 
 def storage_url(config: SearchConfig, data_config: DataConfig) -> str:
