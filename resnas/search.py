@@ -8,7 +8,6 @@ workers all read one source: the storage.
 from __future__ import annotations
 
 import contextlib
-import math
 import multiprocessing as mp
 import os
 import re
@@ -579,11 +578,3 @@ class _progress_bar:  # noqa: N801  (a tqdm bar wearing the callback's shape)
 
     def close(self) -> None:
         self.bar.close()
-
-
-def hypervolume(result_trials: list[dict], ref_mflops: float) -> float:
-    """Area dominated by a front in (error, log10 MFLOPs), bounded by error 1 and log10(ref_mflops)."""
-    from .pareto import hypervolume_2d
-
-    pts = [(1 - p["val_acc"], math.log10(p["mflops"])) for p in result_trials]
-    return hypervolume_2d(pts, (1.0, math.log10(ref_mflops)))
