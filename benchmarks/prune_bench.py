@@ -35,7 +35,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--preset", default="wrn-40-2")
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--sparsity", type=float, default=0.005)
+    p.add_argument("--sparsity", type=float, default=0.2)
     p.add_argument("--ratios", default="0.2,0.3,0.4")
     p.add_argument("--finetune", type=int, default=3)
     args = p.parse_args()
