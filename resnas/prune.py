@@ -299,6 +299,32 @@ def prune(model: ResNet, data: Data, config: PruneConfig, *,
     return PruneResult(scores, removed, fixed, pruned.cpu(), before, after, finetuned, baseline)
 
 
+def prune_curve(model: ResNet, data: Data, ratios: Sequence[float], *, criterion_name: str = "norm",
+                random_draws: int = 3) -> list[dict[str, Any]]:
+    """Accuracy kept against FLOPs removed: prune `model` (left as it is) at each FLOPs cut in `ratios`, with BN
+    recalibrated and no fine-tuning, beside random removal of as many blocks. A cut the architecture cannot reach
+    (too few removable blocks) is recorded with its error."""
+    from .train import evaluate
+
+    def measure(m: ResNet) -> dict[str, Any]:
+        return {"val_acc": evaluate(m, data, "val")[0], "test_acc": evaluate(m, data, "test")[0],
+                "mflops": _mflops(m, data.image_size)}
+
+    points = []
+    for ratio in ratios:
+        config = PruneConfig(criterion=criterion_name, target_ratio=ratio, random_draws=random_draws)
+        try:
+            result = prune(model, data, config, measure=measure)
+        except UserError as e:
+            points.append({"ratio": ratio, "error": str(e)})
+            continue
+        points.append({"ratio": ratio, "removed": len(result.removed),
+                       "mflops_cut": 1 - result.after["mflops"] / result.before["mflops"],
+                       "val_acc_before": result.before["val_acc"], "val_acc": result.after["val_acc"],
+                       "test_acc": result.after["test_acc"], "random_val_acc": result.random_baseline["val_acc_mean"]})
+    return points
+
+
 # ---- checkpoint -> checkpoint ---------------------------------------------------------------------------------
 
 def prune_checkpoint(path: str | Path, config: PruneConfig, *, out: str | Path | None = None,
