@@ -7,9 +7,12 @@ File format (see search_spaces/*.toml):
     description = "..."
     [fixed]      ArchSpec fields every architecture in the space shares
     [choices]    a list of candidate values per key; each key is one categorical choice
+    [[cells]]    optional: named architectures (`name` plus ArchSpec fields), one categorical choice `cell`,
+                 crossed with [choices]; for comparisons whose variants differ in several fields at once
 Choice keys are ArchSpec fields, plus `blocks_per_stage` / `widths_per_stage` (a list of candidate lists, one
-per stage, sampled independently). An integer candidate for `blocks` or `widths` means "the same in every stage".
-`in_channels` and `num_classes` come from the dataset, never from the space.
+per stage, sampled independently), plus `block_sparsity` (a training setting: the L1 weight on gated branches).
+An integer candidate for `blocks` or `widths` means "the same in every stage". `in_channels` and `num_classes`
+come from the dataset, never from the space.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .spec import BOTTLENECK_KERNELS, ArchSpec, SpecError, _coerce
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 _FIELDS = [f.name for f in dataclasses.fields(ArchSpec) if f.name not in ("in_channels", "num_classes")]
 _PER_STAGE = {"blocks_per_stage": "blocks", "widths_per_stage": "widths"}
+TRAIN_CHOICES = ("block_sparsity",)  # TrainConfig fields a space may vary
 
 
 class SpaceError(UserError):
@@ -40,6 +44,7 @@ class Space:
     description: str
     fixed: dict[str, Any]
     choices: dict[str, list[Any]]  # key -> candidates, in file order
+    cells: tuple[dict[str, Any], ...] = ()  # named partial specs: {"name": ..., field: value, ...}
 
     @property
     def n_stages(self) -> int:
@@ -53,23 +58,42 @@ class Space:
 
     def size(self) -> int:
         """Number of distinct architectures (an upper bound where bottleneck blocks ignore `kernels`)."""
-        n = 1
+        return math.prod(len(v) for v in self.grid().values())
+
+    def grid(self, seeds: tuple[int, ...] = ()) -> dict[str, list[Any]]:
+        """Every parameter `sample` and `training` may suggest, with its candidates' labels: Optuna's GridSampler
+        takes this as its search space. With `seeds`, each architecture is repeated once per seed."""
+        out: dict[str, list[Any]] = {}
+        if self.cells:
+            out["cell"] = [c["name"] for c in self.cells]
         for key, values in self.choices.items():
-            n *= math.prod(len(v) for v in values) if key in _PER_STAGE else len(values)
-        return n
+            if key in _PER_STAGE:
+                out.update({f"{_PER_STAGE[key]}_{i}": [_label(v) for v in per] for i, per in enumerate(values)})
+            else:
+                out[key] = [_label(v) for v in values]
+        if seeds:
+            out["seed"] = list(seeds)
+        return out
 
     def sample(self, trial: Any, *, in_channels: int, num_classes: int) -> ArchSpec:
         """Ask `trial` (an optuna Trial or FixedTrial) for one value of each choice and build the spec."""
         fields: dict[str, Any] = dict(self.fixed)
+        if self.cells:
+            name = trial.suggest_categorical("cell", [c["name"] for c in self.cells])
+            fields.update({k: v for c in self.cells if c["name"] == name for k, v in c.items() if k != "name"})
         # `block` first: whether `kernels` applies depends on it
         for key, values in sorted(self.choices.items(), key=lambda kv: kv[0] != "block"):
             if key in _PER_STAGE:
                 fields[_PER_STAGE[key]] = [_suggest(trial, f"{_PER_STAGE[key]}_{i}", v) for i, v in enumerate(values)]
             elif key == "kernels" and fields.get("block") == "bottleneck":
                 continue  # bottleneck blocks have fixed kernels: the choice does not apply (Optuna allows this)
-            else:
+            elif key not in TRAIN_CHOICES:
                 fields[key] = _suggest(trial, key, values)
         return self._spec(fields, in_channels=in_channels, num_classes=num_classes)
+
+    def training(self, trial: Any) -> dict[str, Any]:
+        """The training settings this space varies (TrainConfig fields), asked of the same trial."""
+        return {key: _suggest(trial, key, values) for key, values in self.choices.items() if key in TRAIN_CHOICES}
 
     def _spec(self, fields: dict[str, Any], *, in_channels: int, num_classes: int) -> ArchSpec:
         fields = dict(fields)
@@ -82,8 +106,9 @@ class Space:
         return ArchSpec.from_dict(fields, source=f"space {self.name}")
 
     def describe_choices(self) -> list[tuple[str, str]]:
-        rows = [(k, " | ".join(str(_label(v)) for v in vals))
-                for k, vals in self.choices.items() if k not in _PER_STAGE]
+        rows = [("cell", " | ".join(c["name"] for c in self.cells))] if self.cells else []
+        rows += [(k, " | ".join(str(_label(v)) for v in vals))
+                 for k, vals in self.choices.items() if k not in _PER_STAGE]
         for key, per in self.choices.items():
             if key in _PER_STAGE:
                 rows += [(f"{_PER_STAGE[key]}_{i}", " | ".join(map(str, v))) for i, v in enumerate(per)]
@@ -121,38 +146,59 @@ def resolve(name_or_path: str) -> Path:
     return candidate
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise SpaceError(f"{what} {path}: not valid TOML ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpaceError(f"{what} {path}: cannot read it ({e})") from None
+
+
+SPACE_KEYS = ("description", "fixed", "choices", "cells")
+
+
 def load_space(name_or_path: str) -> Space:
     path = resolve(name_or_path)
-    where = str(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise SpaceError(f"space file {where}: not valid TOML ({e})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(f"space file {where}: cannot read it ({e})") from None
-    unknown = sorted(set(doc) - {"description", "fixed", "choices"})
-    if unknown:
-        raise SpaceError(f"space file {where}: unknown key {unknown[0]!r}; top-level keys are description, "
-                         "[fixed] and [choices]")
-    fixed, choices = doc.get("fixed", {}), doc.get("choices", {})
+    doc = read_toml(path, "space file")
+    unknown = sorted(set(doc) - set(SPACE_KEYS))
+    if unknown and "search" not in doc:  # a study config (see studies.py) carries its grid as a space
+        raise SpaceError(f"space file {path}: unknown key {unknown[0]!r}; top-level keys are description, "
+                         "[fixed], [choices] and [[cells]]")
+    return space_from_doc({k: v for k, v in doc.items() if k in SPACE_KEYS}, path,
+                          "study config" if "search" in doc else "space file")
+
+
+def space_from_doc(doc: dict[str, Any], path: Path, what: str = "space file") -> Space:
+    """Validate a space's tables (from a space file or a study config) and build the Space."""
+    where = f"{what} {path}"
+    fixed, choices, cells = doc.get("fixed", {}), doc.get("choices", {}), doc.get("cells", [])
     if not isinstance(fixed, dict) or not isinstance(choices, dict):
-        raise SpaceError(f"space file {where}: [fixed] and [choices] must be tables")
-    if not choices:
-        raise SpaceError(f"space file {where}: [choices] is empty; a space needs at least one choice")
+        raise SpaceError(f"{where}: [fixed] and [choices] must be tables")
+    if not choices and not cells:
+        raise SpaceError(f"{where}: [choices] is empty; a space needs at least one choice (or [[cells]])")
     for key, value in fixed.items():
         if key not in _FIELDS:
-            raise SpaceError(f"space file {where}: unknown key fixed.{key}; allowed: {', '.join(_FIELDS)}")
+            raise SpaceError(f"{where}: unknown key fixed.{key}; allowed: {', '.join(_FIELDS)}")
         _check_value(where, f"fixed.{key}", key, value)
+    _check_cells(where, cells, fixed, choices)
     for key, values in choices.items():
+        if key in TRAIN_CHOICES:
+            if not isinstance(values, list) or not values or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in values):
+                raise SpaceError(f"{where}: choices.{key} must be a non-empty list of numbers >= 0")
+            if any(values) and fixed.get("gates") is not True:
+                raise SpaceError(f"{where}: choices.{key} trains gated branches; set fixed.gates = true")
+            continue
         if key not in _FIELDS and key not in _PER_STAGE:
-            allowed = ", ".join([*_FIELDS, *_PER_STAGE])
-            raise SpaceError(f"space file {where}: unknown key choices.{key}; allowed: {allowed}")
+            allowed = ", ".join([*_FIELDS, *_PER_STAGE, *TRAIN_CHOICES])
+            raise SpaceError(f"{where}: unknown key choices.{key}; allowed: {allowed}")
         target = _PER_STAGE.get(key, key)
         if target in fixed or sum(_PER_STAGE.get(c, c) == target for c in choices) > 1:
-            raise SpaceError(f"space file {where}: {target} is both fixed and chosen, or chosen twice; keep one")
+            raise SpaceError(f"{where}: {target} is both fixed and chosen, or chosen twice; keep one")
         per_stage = values if key in _PER_STAGE else [values]
         if not isinstance(values, list) or not values or not all(isinstance(v, list) and v for v in per_stage):
-            raise SpaceError(f"space file {where}: choices.{key} must be a non-empty list of candidate values"
+            raise SpaceError(f"{where}: choices.{key} must be a non-empty list of candidate values"
                              + (" per stage (a list of non-empty lists)" if key in _PER_STAGE else ""))
         for i, candidates in enumerate(per_stage):
             for v in candidates:
@@ -162,19 +208,44 @@ def load_space(name_or_path: str) -> Space:
                     _check_value(where, f"choices.{key}", key, v)
             labels = [_label(v) for v in candidates]
             if len(set(labels)) != len(labels):
-                raise SpaceError(f"space file {where}: choices.{key} lists a candidate twice")
+                raise SpaceError(f"{where}: choices.{key} lists a candidate twice")
     space = Space(name=path.stem, path=path, description=str(doc.get("description", "")), fixed=fixed,
-                  choices=choices)
-    first = {k: (v[0] if k not in _PER_STAGE else None) for k, v in choices.items()}
+                  choices=choices, cells=tuple(cells))
+    first = {k: (v[0] if k not in _PER_STAGE else None) for k, v in choices.items() if k not in TRAIN_CHOICES}
     first = {**fixed, **{k: v for k, v in first.items() if v is not None}}
     for key, per in choices.items():
         if key in _PER_STAGE:
             first[_PER_STAGE[key]] = [c[0] for c in per]
-    try:
-        space._spec(first, in_channels=3, num_classes=10)
-    except SpecError as e:
-        raise SpaceError(f"space file {where}: its first candidates make an invalid architecture ({e})") from None
+    for cell in cells or [{"name": ""}]:  # every named cell, with the first candidates of each choice
+        try:
+            space._spec({**first, **{k: v for k, v in cell.items() if k != "name"}}, in_channels=3, num_classes=10)
+        except SpecError as e:
+            what = f"cell {cell['name']!r} makes" if cell["name"] else "its first candidates make"
+            raise SpaceError(f"{where}: {what} an invalid architecture ({e})") from None
     return space
+
+
+def _check_cells(where: str, cells: Any, fixed: dict[str, Any], choices: dict[str, Any]) -> None:
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise SpaceError(f"{where}: cells must be an array of tables ([[cells]])")
+    names = []
+    for i, cell in enumerate(cells):
+        name = cell.get("name")
+        if not isinstance(name, str) or not name:
+            raise SpaceError(f"{where}: cells[{i}] needs a name (a non-empty string)")
+        names.append(name)
+        for key, value in cell.items():
+            if key == "name":
+                continue
+            if key not in _FIELDS:
+                raise SpaceError(f"{where}: unknown key {key!r} in cell {name!r}; allowed: name, "
+                                 f"{', '.join(_FIELDS)}")
+            if key in fixed or _PER_STAGE.get(key, key) in {_PER_STAGE.get(c, c) for c in choices}:
+                raise SpaceError(f"{where}: cell {name!r} sets {key}, which [fixed] or [choices] also "
+                                 "sets; keep one")
+            _check_value(where, f"cell {name!r} {key}", key, value)
+    if len(set(names)) != len(names):
+        raise SpaceError(f"{where}: two cells share a name; names must be unique")
 
 
 def _check_value(where: str, label: str, field: str, value: Any) -> None:
@@ -186,6 +257,6 @@ def _check_value(where: str, label: str, field: str, value: Any) -> None:
         kind = {"blocks": "a list of integers or one integer", "widths": "a list of integers or one integer",
                 "kernels": "a list of odd integers", "dropout": "a number in [0, 1)",
                 "preact": "true or false", "gates": "true or false", "zero_init_residual": "true or false"}
-        raise SpaceError(f"space file {where}: {label} = {value!r} has the wrong type; expected "
+        raise SpaceError(f"{where}: {label} = {value!r} has the wrong type; expected "
                          f"{kind.get(field, 'a string' if field in ('block', 'shortcut', 'stem') else 'an integer')}"
                          ) from None
