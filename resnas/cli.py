@@ -159,18 +159,49 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def cmd_search(args: argparse.Namespace) -> dict[str, Any]:
-    from .search import SearchConfig, run_search
+# search flag -> (SearchConfig field, how to read the flag's value)
+_SEARCH_FLAGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "objectives": ("objectives", lambda v: tuple(o.strip() for o in v.split(","))),
+    "objective": ("mode", str), "no_early_stopping": ("early_stopping", lambda v: not v),
+    "seeds": ("seeds", lambda v: _int_list(v, "--seeds")),
+    **{k: (k, lambda v: v) for k in ("space", "budget", "study", "out_dir", "storage", "sampler", "seed", "eta",
+                                     "min_epochs", "pruner", "target_mflops", "max_mflops", "max_params",
+                                     "max_latency_ms", "timeout", "workers", "heartbeat")}}
+_TRAIN_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "label_smoothing", "seed", "compile")
+_DATA_FLAGS = ("dataset", "data_dir", "download", "val_fraction", "resize")
 
-    objectives = tuple(o.strip() for o in args.objectives.split(",")) if args.objectives else ("val_acc", "mflops")
-    config = SearchConfig(
-        space=args.space, budget=args.budget, study=args.study, out_dir=args.out_dir, storage=args.storage,
-        objectives=objectives, mode=args.objective, sampler=args.sampler, seed=args.seed,
-        early_stopping=not args.no_early_stopping, eta=args.eta, min_epochs=args.min_epochs, pruner=args.pruner,
-        target_mflops=args.target_mflops, max_mflops=args.max_mflops, max_params=args.max_params,
-        max_latency_ms=args.max_latency_ms, timeout=args.timeout, workers=args.workers, heartbeat=args.heartbeat)
-    result = run_search(config, _train_config(args), _data_config(args), device=args.device,
-                        progress=not (args.json or args.quiet))
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{flag} takes a comma list of integers such as 0,1,2; got {text!r}") from None
+
+
+def _search_settings(args: argparse.Namespace, given: set[str]) -> tuple[dict, dict, dict]:
+    """(search, train, data) settings from the flags in `given`, as config field -> value."""
+    search = {field: read(getattr(args, flag)) for flag, (field, read) in _SEARCH_FLAGS.items()
+              if flag in given and getattr(args, flag) is not None}
+    train = {k: getattr(args, k) for k in _TRAIN_FLAGS if k in given and getattr(args, k) is not None}
+    data = {k: getattr(args, k) for k in _DATA_FLAGS if k in given}
+    return search, train, data
+
+
+def cmd_search(args: argparse.Namespace) -> dict[str, Any]:
+    from .data import DataConfig
+    from .search import SearchConfig, run_search
+    from .studies import StudyConfig, load_study_config
+    from .train import TrainConfig
+
+    if args.config:  # the file's settings, with the flags given on the command line on top
+        search, train, data = _search_settings(args, args.given)
+        study = load_study_config(args.config).overridden(search=search, train=train, data=data)
+    else:
+        search, train, data = _search_settings(args, set(vars(args)))
+        study = StudyConfig(path=Path(), search=SearchConfig(**search), train=TrainConfig(**train),
+                            data=DataConfig(**data))
+    result = run_search(study.search, study.train, study.data, device=args.device,
+                        progress=not (args.json or args.quiet), info=study.info or None)
     out = result.to_dict()
     if not args.json:
         print(f"study {result.study}: {result.n_complete} complete, {result.n_pruned} stopped early, "
@@ -221,8 +252,8 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
         print(result["markdown"])
         for note in result["notes"]:
             print(f"note: {note}")
-        print(f"wrote {result['html']}, {result['csv']}" + (f", {result['png']}" if "png" in result else ""))
-    return {k: result[k] for k in ("html", "csv", "n_trials", "pareto_size", "png") if k in result}
+        print("wrote " + ", ".join(result[k] for k in ("html", "csv", "cells_csv", "png") if k in result))
+    return {k: result[k] for k in ("html", "csv", "cells_csv", "n_trials", "pareto_size", "png") if k in result}
 
 
 def _block_table(r: dict) -> str:
@@ -330,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("search", help="multi-objective architecture search with early stopping")
+    s.add_argument("--config", help="a study config (studies/NAME.toml, or a shipped study's name): its settings, "
+                   "with the flags given here on top")
     s.add_argument("--space", default="wrn", help="shipped space name (see `resnas spaces`) or a .toml file")
     s.add_argument("--budget", type=int, default=50, help="architectures to evaluate; default 50")
     s.add_argument("--timeout", type=float, help="wall-clock bound in seconds")
@@ -341,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--objective", choices=["pareto", "scalar"], default="pareto",
                    help="pareto (multi-objective, MO-ASHA early stopping) or scalar (reward acc*(mflops/target)^w, "
                    "Optuna's pruners)")
-    s.add_argument("--sampler", choices=["nsga2", "tpe", "random"], default="nsga2")
+    s.add_argument("--sampler", choices=["nsga2", "tpe", "random", "grid"], default="nsga2",
+                   help="grid: every architecture of the space once per seed (see --seeds)")
+    s.add_argument("--seeds", help="comma list of training seeds; each architecture is trained once per seed")
     s.add_argument("--no-early-stopping", action="store_true")
     s.add_argument("--eta", type=int, default=3, help="successive-halving reduction factor; default 3")
     s.add_argument("--min-epochs", type=int, default=1, help="first rung; default 1")
@@ -393,9 +428,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given(argv: list[str], command: str) -> set[str]:
+    """The options of `command` that `argv` names (rather than leaves at their defaults): a study config's settings
+    give way to these only."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    for action in sub._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv)
+        args.given = _given(argv, args.command)
         out = args.func(args)
     except UserError as e:
         print(f"resnas: error: {e}", file=sys.stderr)

@@ -15,7 +15,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,13 @@ from .errors import UserError
 from .measure import analytic_cost, measure_latency
 from .models import build
 from .pareto import pareto_front, to_minimise
+from .prune import criterion, prune_curve
 from .spaces import Space, load_space
 from .spec import ArchSpec, describe
 from .train import TrainConfig, TrainResult, evaluate, pick_device, train
 
 OBJECTIVES = {"val_acc": True, "mflops": False, "params": False, "latency_ms": False}  # name -> maximise?
-SAMPLERS = ("nsga2", "tpe", "random")
+SAMPLERS = ("nsga2", "tpe", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -52,8 +53,9 @@ class SearchConfig:
     storage: str | None = None  # an Optuna RDB URL; default sqlite under out_dir/study
     objectives: tuple[str, ...] = ("val_acc", "mflops")
     mode: str = "pareto"  # "pareto": multi-objective; "scalar": MnasNet reward acc * (mflops / target) ** w
-    sampler: str = "nsga2"
+    sampler: str = "nsga2"  # "grid": every architecture of the space (times `seeds`), in random order
     seed: int = 0
+    seeds: tuple[int, ...] = ()  # training seeds: each architecture is trained once per seed (repeats)
     early_stopping: bool = True
     eta: int = 3
     min_epochs: int = 1
@@ -67,6 +69,8 @@ class SearchConfig:
     workers: int = 1
     latency_batch_size: int = 1
     heartbeat: int = 10  # seconds between a running trial's heartbeats; stale after 3 missed
+    prune_ratios: tuple[float, ...] = ()  # prune each fully trained model at these FLOPs cuts (and record it)
+    prune_criterion: str = "norm"
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -81,6 +85,11 @@ class SearchConfig:
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.pruner not in PRUNERS:
             raise UserError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds must be distinct, got {list(self.seeds)}")
+        if not all(0 < r < 1 for r in self.prune_ratios):
+            raise UserError(f"prune ratios are FLOPs cuts in (0, 1), got {list(self.prune_ratios)}")
+        criterion(self.prune_criterion)
         bad = [o for o in self.objectives if o not in OBJECTIVES]
         if bad or not self.objectives or len(set(self.objectives)) != len(self.objectives):
             raise UserError(f"objectives must be distinct names from {', '.join(OBJECTIVES)}, got "
@@ -238,16 +247,20 @@ class TrialRunner:
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("budget already reached")
         spec = self.space.sample(trial, in_channels=self.data.in_channels, num_classes=self.data.num_classes)
+        training = self.space.training(trial)
+        if c.seeds:
+            training["seed"] = trial.suggest_categorical("seed", list(c.seeds))
+        train_config = replace(self.train_config, **training)
         cost = analytic_cost(spec, self.data.image_size)
         attrs: dict[str, Any] = {"spec": spec.to_json(), "arch": describe(spec), "mflops": cost.mflops,
-                                 "params": cost.params}
+                                 "params": cost.params, "training": training}
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         violation = [cost.mflops - c.max_mflops if c.max_mflops else 0.0,
                      cost.params - c.max_params if c.max_params else 0.0, 0.0]
         if violation[0] > 0 or violation[1] > 0:
             return self._reject(trial, attrs, violation)
-        if (reused := self._reuse(trial, attrs["spec"])) is not None:
+        if (reused := self._reuse(trial, attrs["spec"], training)) is not None:
             return reused
         lat = measure_latency(build(spec), in_channels=spec.in_channels, input_size=self.data.image_size,
                               batch_size=c.latency_batch_size, device=self.device, repeats=20, warmup=3)
@@ -260,7 +273,7 @@ class TrialRunner:
             return self._reject(trial, attrs, violation)
         trial.set_user_attr("constraint", violation)
         t_train = time.perf_counter()
-        model, result = self._train(trial, spec, attrs)
+        model, result = self._train(trial, spec, attrs, train_config)
         if "stopped_at" in trial.user_attrs:
             # Early-stopped: the trial completes with what it measured (its accuracy at the rung), so that the
             # sampler learns from it: NSGA-II and TPE build on completed trials only, and with most trials pruned
@@ -268,10 +281,14 @@ class TrialRunner:
             return self._values({**attrs, "val_acc": result.history[-1].val_acc})
         t_test = time.perf_counter()
         test_acc, _ = evaluate(model, self.data, "test")  # reported beside validation, never searched on
+        train_acc, _ = evaluate(model, self.data, "train")  # eval mode, no augmentation: for degradation studies
         attrs.update(val_acc=result.best_val_acc, test_acc=test_acc)
+        if c.prune_ratios:
+            trial.set_user_attr("prune", prune_curve(model, self.data, c.prune_ratios,
+                                                     criterion_name=c.prune_criterion))
         path = self.ckpt_dir / f"trial-{trial.number:05d}.pt"
         checkpoint.save(checkpoint.from_model(
-            model, train_config=self.train_config, data_config=self.data_config,
+            model, train_config=train_config, data_config=self.data_config,
             history=[r.to_dict() for r in result.history],
             metrics={"val_acc": result.best_val_acc, "test_acc": test_acc, "params": cost.params,
                      "mflops": cost.mflops, "latency_ms": lat.latency_ms, "latency_device": lat.device},
@@ -279,7 +296,8 @@ class TrialRunner:
         # where the trial's time went: train() (steps + per-epoch validation) against everything around it
         timing = {"total": time.perf_counter() - t_start, "train": t_test - t_train,
                   "steps": sum(r.seconds for r in result.history)}
-        for k, v in {"val_acc": result.best_val_acc, "test_acc": test_acc, "checkpoint": str(path),
+        for k, v in {"val_acc": result.best_val_acc, "test_acc": test_acc, "train_acc": train_acc,
+                     "train_loss": result.history[result.best_epoch - 1].train_loss, "checkpoint": str(path),
                      "seconds": timing["steps"], "timing": timing}.items():
             trial.set_user_attr(k, v)
         return self._values(attrs)
@@ -293,12 +311,14 @@ class TrialRunner:
         # the sampler sees an infeasible trial (constraints_func) and learns to avoid its region
         return self._values({**attrs, "val_acc": 0.0, "latency_ms": attrs.get("latency_ms", 0.0)})
 
-    def _reuse(self, trial: optuna.Trial, key: str) -> float | list[float] | None:
-        """An architecture already trained in this study is not trained again: its result is copied."""
+    def _reuse(self, trial: optuna.Trial, key: str, training: dict[str, Any]) -> float | list[float] | None:
+        """An architecture already trained in this study (with the same seed and training settings) is not trained
+        again: its result is copied."""
         study = trial.study
         while True:
             same = [t for t in study.get_trials(deepcopy=False, states=FINISHED + (TrialState.RUNNING,))
-                    if t.number != trial.number and t.user_attrs.get("spec") == key and _counts(t)]
+                    if t.number != trial.number and t.user_attrs.get("spec") == key and _counts(t)
+                    and t.user_attrs.get("training", {}) == training]
             if not same:
                 return None
             done = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -310,15 +330,16 @@ class TrialRunner:
             _fail_stale(study)  # ... unless that worker has died
         first = min(done, key=lambda t: t.number)
         trial.set_user_attr("duplicate_of", first.number)
-        for k in ("latency_ms", "latency_p90_ms", "latency_device", "val_acc", "test_acc", "checkpoint", "curve",
-                  "constraint", "stopped_at"):
+        for k in ("latency_ms", "latency_p90_ms", "latency_device", "val_acc", "test_acc", "train_acc", "train_loss",
+                  "checkpoint", "curve", "constraint", "stopped_at", "prune"):
             if k in first.user_attrs:
                 trial.set_user_attr(k, first.user_attrs[k])
         if first.state == TrialState.PRUNED:
             raise optuna.TrialPruned(f"duplicate of trial {first.number}, which was stopped early")
         return first.values[0] if self.config.mode == "scalar" else list(first.values)
 
-    def _train(self, trial: optuna.Trial, spec: ArchSpec, attrs: dict[str, Any]) -> tuple[Any, TrainResult]:
+    def _train(self, trial: optuna.Trial, spec: ArchSpec, attrs: dict[str, Any],
+               train_config: TrainConfig) -> tuple[Any, TrainResult]:
         curve: list[float] = []
         costs = [o for o in self.config.objectives if o != "val_acc"]
 
@@ -342,16 +363,18 @@ class TrialRunner:
                     return True  # stop training; _run completes the trial with its rung accuracy
             return False
 
-        torch.manual_seed(self.train_config.seed)
+        torch.manual_seed(train_config.seed)
         model = build(spec)
-        return model, train(model, self.data, self.train_config, on_epoch=on_epoch)
+        return model, train(model, self.data, train_config, on_epoch=on_epoch)
 
 
 # ---- the study --------------------------------------------------------------------------------------------
 
-def _sampler(config: SearchConfig, worker: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+def _sampler(config: SearchConfig, worker: int, n_objectives: int, space: Space) -> optuna.samplers.BaseSampler:
     seed = config.seed + 1000 * worker
     constraints = constraint_values if any((config.max_mflops, config.max_params, config.max_latency_ms)) else None
+    if config.sampler == "grid":
+        return optuna.samplers.GridSampler(space.grid(config.seeds), seed=seed)
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "tpe":
@@ -378,12 +401,13 @@ def _identity(config: SearchConfig, train_config: TrainConfig, data_config: Data
     """What makes two invocations the same study: resuming with any of it changed would mix incomparable trials."""
     data = data_config.to_dict()
     data.pop("download")
-    return {"space": {"fixed": space.fixed, "choices": space.choices}, "objectives": list(config.objectives),
-            "mode": config.mode, "data": data, "train": train_config.to_dict()}
+    return {"space": {"fixed": space.fixed, "choices": space.choices, "cells": list(space.cells)},
+            "objectives": list(config.objectives), "mode": config.mode, "data": data, "train": train_config.to_dict(),
+            "seeds": list(config.seeds)}
 
 
 def _create_study(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
-                  url: str, worker: int = 0) -> optuna.Study:
+                  url: str, worker: int = 0, info: dict[str, Any] | None = None) -> optuna.Study:
     storage = open_storage(url, config.heartbeat)
     name = config.study_name(data_config.dataset)
     n_obj = 1 if config.mode == "scalar" else len(config.objectives)
@@ -391,7 +415,7 @@ def _create_study(config: SearchConfig, train_config: TrainConfig, data_config: 
         ["maximize" if OBJECTIVES[o] else "minimize" for o in config.objectives]
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
-                                    sampler=_sampler(config, worker, n_obj),
+                                    sampler=_sampler(config, worker, n_obj, space),
                                     pruner=_pruner(config, train_config.epochs))
     except ValueError as e:  # directions differ from the stored study's
         raise UserError(f"study {name!r} exists with other objectives ({e}); pass --study NEW_NAME") from None
@@ -400,6 +424,8 @@ def _create_study(config: SearchConfig, train_config: TrainConfig, data_config: 
     if stored is None:
         study.set_user_attr("resnas", identity)
         study.set_user_attr("search_config", asdict(config))
+        if info:
+            study.set_user_attr("study_config", info)
     elif stored != identity:
         key = next(k for k in identity if stored.get(k) != identity[k])
         raise UserError(f"study {name!r} was created with a different {key} ({stored.get(key)!r}); resume it "
@@ -414,6 +440,7 @@ def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: D
     signal.signal(signal.SIGTERM, _raise_interrupt)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(config.space)
+    config = fit_budget(config, space)
     study = _create_study(config, train_config, data_config, space, url, worker)
     runner = TrialRunner(config, train_config, data_config, space, pick_device(device))
     with contextlib.suppress(KeyboardInterrupt):
@@ -515,15 +542,24 @@ def pareto_trials(trials: list[FrozenTrial], objectives: tuple[str, ...]) -> lis
              "spec": ArchSpec.from_json(t.user_attrs["spec"]).to_dict()} for t in front]
 
 
+def fit_budget(config: SearchConfig, space: Space) -> SearchConfig:
+    """A grid study ends with its grid: its budget is at most the grid's size (times the seeds)."""
+    if config.sampler != "grid":
+        return config
+    return replace(config, budget=min(config.budget, space.size() * max(1, len(config.seeds))))
+
+
 def run_search(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, *,
-               device: str = "auto", progress: bool = False) -> SearchResult:
-    """Run (or resume) a study until `config.budget` architectures have been evaluated or time runs out."""
+               device: str = "auto", progress: bool = False, info: dict[str, Any] | None = None) -> SearchResult:
+    """Run (or resume) a study until `config.budget` architectures have been evaluated or time runs out.
+    `info` (a study config's description, claim, report settings and published numbers) is kept with the study."""
     start = time.perf_counter()
     space = load_space(config.space)
+    config = fit_budget(config, space)
     dev = pick_device(device)
     url = storage_url(config, data_config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = _create_study(config, train_config, data_config, space, url)
+    study = _create_study(config, train_config, data_config, space, url, info=info)
     runner = TrialRunner(config, train_config, data_config, space, dev)
     procs: list[mp.Process] = []
     if config.workers > 1:
