@@ -18,9 +18,12 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from . import grid
 from .errors import UserError
 from .files import atomic_write_bytes, atomic_write_text
 from .search import constraint_values, open_study, pareto_trials, stopped_early, study_objectives
+from .spaces import Space
+from .spec import ArchSpec
 
 KINDS = ("complete", "stopped early", "failed", "rejected", "duplicate", "surplus", "running")
 
@@ -49,6 +52,10 @@ class ReportData:
     choices: list[str]  # the sampled parameters, in first-seen order
     baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)  # what the page must say instead of a figure
+    prune_curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # long: trial, ratio, mflops_cut, val_acc, ...
+    info: dict[str, Any] = field(default_factory=dict)  # a study config's description, claim, report, paper
+    grid: bool = False  # a grid study: the report shows it cell by cell
+    levels: dict[str, list[Any]] = field(default_factory=dict)  # each choice's candidates, in the space's order
 
     @property
     def front(self) -> pd.DataFrame:
@@ -75,7 +82,8 @@ def collect(study: optuna.Study) -> ReportData:
         curve = a.get("curve", [])
         row = {"trial": t.number, "state": t.state.name, "kind": trial_kind(t), "arch": a.get("arch"),
                **{f"choice_{k}": _plain(t.params.get(k)) for k in choices},
-               "val_acc": a.get("val_acc"), "test_acc": a.get("test_acc"),
+               "depth": ArchSpec.from_json(a["spec"]).depth if "spec" in a else None,
+               "val_acc": a.get("val_acc"), "test_acc": a.get("test_acc"), "train_acc": a.get("train_acc"),
                "last_val_acc": curve[-1] if curve else None, "mflops": a.get("mflops"), "params": a.get("params"),
                "latency_ms": a.get("latency_ms"), "latency_device": a.get("latency_device"),
                "epochs": len(curve), "stopped_at": a.get("stopped_at"), "seconds": a.get("seconds"),
@@ -93,11 +101,23 @@ def collect(study: optuna.Study) -> ReportData:
                       pruning, {}, choices)
     data.importances = importances(trials)
     data.notes = _notes(data)
+    data.prune_curves = pd.DataFrame(
+        [{"trial": t.number, **p} for t in trials if trial_kind(t) == "complete"
+         for p in t.user_attrs.get("prune", []) if "error" not in p],
+        columns=["trial", "ratio", "removed", "mflops_cut", "val_acc_before", "val_acc", "test_acc", "random_val_acc"])
+    data.info = study.user_attrs.get("study_config", {})
+    data.grid = study.user_attrs.get("search_config", {}).get("sampler") == "grid"
+    stored = study.user_attrs.get("resnas", {})
+    if "space" in stored:
+        space = stored["space"]
+        data.levels = Space(study.study_name, Path(), "", space["fixed"], space["choices"],
+                            tuple(space.get("cells", ()))).grid(tuple(stored.get("seeds", ())))
     return data
 
 
 def _columns(choices: list[str]) -> list[str]:
-    return ["trial", "state", "kind", "arch", *[f"choice_{c}" for c in choices], "val_acc", "test_acc",
+    return ["trial", "state", "kind", "arch", *[f"choice_{c}" for c in choices], "depth", "val_acc", "test_acc",
+            "train_acc",
             "last_val_acc", "mflops", "params", "latency_ms", "latency_device", "epochs", "stopped_at", "seconds",
             "checkpoint", "duplicate_of", "rejected", "error", "feasible", "on_front"]
 
@@ -297,6 +317,9 @@ def render(data: ReportData, *, color_by: str | None = None) -> str:
 
     color_by = color_by or (data.choices[0] if data.choices else None)
     figures = []
+    cells = grid.cell_table(data) if data.grid else pd.DataFrame()
+    if not cells.empty:
+        figures += grid.figures(data, cells)
     has_points = not plotted(data).empty
     if has_points:
         figures.append(("fig-acc-mflops", cost_figure(data, "mflops", "Validation accuracy vs MFLOPs",
@@ -312,7 +335,7 @@ def render(data: ReportData, *, color_by: str | None = None) -> str:
         figures.append(("fig-parallel", parallel_figure(data)))
     if data.importances:
         figures.append(("fig-importance", importance_figure(data)))
-    parts = []
+    parts = [_grid_intro(data, cells)] if data.grid else []
     for i, (div_id, fig) in enumerate(figures):
         parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=i == 0, div_id=div_id,
                                  config={"displaylogo": False}))
@@ -322,6 +345,20 @@ def render(data: ReportData, *, color_by: str | None = None) -> str:
     return _PAGE.format(title=html.escape(f"resnas study {data.study}"), study=html.escape(data.study),
                         summary=html.escape(summary or "no trials"), objectives=html.escape(", ".join(data.objectives)),
                         notes=notes, figures="\n".join(parts), table=front_table(data), n_figures=len(figures))
+
+
+def _grid_intro(data: ReportData, cells: pd.DataFrame) -> str:
+    info = data.info
+    parts = [f"<p>{html.escape(info['description'])}</p>"] if info.get("description") else []
+    if info.get("claim"):
+        parts.append(f"<p><b>The paper's claim</b> (on its data, not ours): {html.escape(info['claim'])}</p>")
+    parts.append("<h2>Cells: mean ± std over seeds</h2>")
+    parts.append(grid.table_html(data, cells) if not cells.empty else
+                 "<p class='note'>No cell has a fully trained trial yet.</p>")
+    if info.get("paper"):
+        parts.append("<p>The last column quotes the paper's published numbers for the matching setting; they were "
+                     "measured on the paper's dataset and budget, not on this study's, and are not plotted.</p>")
+    return "\n".join(parts)
 
 
 _PAGE = """<!DOCTYPE html>
@@ -397,6 +434,10 @@ def write_report(study_name: str, *, out_dir: str = "studies", storage: str | No
     result = {"html": str(html_path), "csv": str(csv_path), "n_trials": len(data.trials),
               "pareto_size": int(data.trials["on_front"].sum()) if len(data.trials) else 0,
               "notes": data.notes, "markdown": pareto_markdown(data)}
+    cells = grid.cell_table(data) if data.grid else pd.DataFrame()
+    if not cells.empty:
+        result["cells_csv"] = str(atomic_write_text(out / f"{study_name}-cells.csv", cells.to_csv(index=False)))
+        result["markdown"] = grid.table_markdown(data, cells)
     if png:
         result["png"] = str(screenshot(html_path, out / f"{study_name}.png"))
     return result
