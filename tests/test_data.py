@@ -1,6 +1,3 @@
-import hashlib
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -62,37 +59,9 @@ def test_train_batches_cover_an_epoch_on_device(digits):
     assert len(labels) == 1200
 
 
-def _write_cifar(root, hundred: bool, n_train: int = 40, n_test: int = 20):
-    folder = root / ("cifar-100-python" if hundred else "cifar-10-batches-py")
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    key = "fine_labels" if hundred else "labels"
-    classes = 100 if hundred else 10
-    names = ["train", "test"] if hundred else [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    sums = {}
-    for name in names:
-        n = n_test if "test" in name else n_train // (1 if hundred else 5)
-        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 key: [int(i % classes) for i in range(n)]}
-        (folder / name).write_bytes(pickle.dumps(entry))
-        sums[name] = hashlib.md5((folder / name).read_bytes()).hexdigest()
-    meta = "meta" if hundred else "batches.meta"
-    (folder / meta).write_bytes(pickle.dumps({"fine_label_names" if hundred else "label_names":
-                                              [f"c{i}" for i in range(classes)]}))
-    sums[meta] = hashlib.md5((folder / meta).read_bytes()).hexdigest()
-    return sums
-
-
 @pytest.mark.parametrize("hundred", [False, True])
-def test_cifar_through_torchvisions_loader(tmp_path, monkeypatch, hundred):
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    cls = CIFAR100 if hundred else CIFAR10
-    sums = _write_cifar(tmp_path, hundred, n_train=200 if hundred else 40)
-    # our files are real CIFAR pickles, but not the published ones: tell torchvision their checksums
-    monkeypatch.setattr(cls, "train_list", [[n, sums[n]] for n, _ in cls.train_list])
-    monkeypatch.setattr(cls, "test_list", [[n, sums[n]] for n, _ in cls.test_list])
-    monkeypatch.setattr(cls, "meta", {**cls.meta, "md5": sums[cls.meta["filename"]]})
+def test_cifar_through_torchvisions_loader(tmp_path, cifar_files, hundred):
+    cifar_files(tmp_path, hundred, n_train=200 if hundred else 40)
     data = load_data(DataConfig(dataset="cifar100" if hundred else "cifar10", data_dir=str(tmp_path),
                                 val_fraction=0.5 if hundred else 0.25))
     assert data.train.x.shape[1:] == (3, 32, 32) and data.num_classes == (100 if hundred else 10)
