@@ -208,7 +208,8 @@ def cmd_search(args: argparse.Namespace) -> dict[str, Any]:
               f"{result.n_failed} failed, {result.n_rejected} rejected, {result.n_duplicates} duplicates; "
               f"{result.epochs_trained} epochs in {result.seconds:.0f}s")
         print(f"storage {result.storage}")
-        print(_pareto_table(result.pareto))
+        print(_grid_table(result.study, result.storage) if study.search.sampler == "grid" else
+              _pareto_table(result.pareto))
         for e in result.errors or []:
             print(f"failed: {e}")
     if result.interrupted:
@@ -275,6 +276,16 @@ def _prune_line(r: dict) -> str:
             f"{b['params']:,} -> {a['params']:,}, latency {b['latency_ms']:.3f} -> {a['latency_ms']:.3f} ms, "
             f"val acc {b['val_acc']:.4f} -> {recal['val_acc']:.4f} with BN recalibrated{rnd}{tuned}, test acc "
             f"{b['test_acc']:.4f} -> {a['test_acc']:.4f}; -> {r['checkpoint']}")
+
+
+def _grid_table(name: str, storage: str) -> str:
+    from . import grid
+    from .report import collect
+    from .search import open_study
+
+    data = collect(open_study(name, storage=storage))
+    table = grid.cell_table(data)
+    return "no cell has a fully trained trial yet" if table.empty else grid.table_markdown(data, table)
 
 
 def _pareto_table(rows: list[dict]) -> str:

@@ -168,11 +168,11 @@ def test_grid_study_with_seeds_report_and_flag_overrides(tmp_path, capsys):
     written = write_report("g", out_dir=str(out_dir), reports_dir=str(tmp_path / "reports"))
     cells_csv = pd.read_csv(written["cells_csv"])
     assert len(cells_csv) == 4 and "| deep | A | 2 |" in written["markdown"]
-    # resuming with the same file adds nothing; with other seeds it is a different study
-    assert main(["search", "--config", str(path), "--epochs", "2", "--out-dir", str(out_dir), "--device", "cpu",
-                 "--json"]) == 0
-    assert len(study.get_trials()) == 8
+    # resuming with the same file adds nothing and prints the per-cell table; other seeds make a different study
     capsys.readouterr()
+    assert main(["search", "--config", str(path), "--epochs", "2", "--out-dir", str(out_dir), "--device", "cpu",
+                 "--quiet"]) == 0
+    assert len(study.get_trials()) == 8 and "| deep | A | 2 |" in capsys.readouterr().out
     assert main(["search", "--config", str(path), "--seeds", "0,1,2", "--out-dir", str(out_dir), "--json"]) == 2
     assert "different" in capsys.readouterr().err
 
