@@ -79,8 +79,8 @@ def _rows(data: Any, table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         head.append("paper's published number (their data, not ours)")
     rows = []
     for _, r in table.iterrows():
-        cells = [str(r[k]) for k in keys] + [str(r["n"]), str(r["depth"]), f"{int(r['params']):,}",
-                                             f"{r['mflops']:.3f}"]
+        cells = [str(r[k]) for k in keys] + [str(int(r["n"])), "" if pd.isna(r["depth"]) else str(int(r["depth"])),
+                                             f"{int(r['params']):,}", f"{r['mflops']:.3f}"]
         cells += [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS]
         for ratio in ratios:
             cells += [f"{r[f'cut@{ratio}']:.1%}", f"{r[f'pruned@{ratio}']:.4f}", f"{r[f'random@{ratio}']:.4f}"]
