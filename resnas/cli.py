@@ -281,7 +281,7 @@ def _prune_line(r: dict) -> str:
 def _grid_table(name: str, storage: str) -> str:
     from . import grid
     from .report import collect
-    from .search import open_study
+    from .storage import open_study
 
     data = collect(open_study(name, storage=storage))
     table = grid.cell_table(data)

@@ -375,7 +375,8 @@ def prune_pareto(study_name: str, config: PruneConfig, *, out_dir: str = "studie
                  device: str = "auto") -> list[dict[str, Any]]:
     """Prune every Pareto-front checkpoint of a study; records go to the study (user attribute `prune:<trial>`)
     and beside the pruned checkpoints in `<out_dir>/<study>/pruned/`."""
-    from .search import open_study, pareto_trials, study_objectives
+    from .search import pareto_trials, study_objectives
+    from .storage import open_study
 
     study = open_study(study_name, out_dir=out_dir, storage=storage)
     front = pareto_trials(study.get_trials(deepcopy=False), study_objectives(study))

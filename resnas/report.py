@@ -21,9 +21,10 @@ from optuna.trial import TrialState
 from . import grid
 from .errors import UserError
 from .files import atomic_write_bytes, atomic_write_text
-from .search import constraint_values, open_study, pareto_trials, stopped_early, study_objectives
+from .search import constraint_values, pareto_trials, stopped_early, study_objectives
 from .spaces import Space
 from .spec import ArchSpec
+from .storage import open_study
 
 KINDS = ("complete", "stopped early", "failed", "rejected", "duplicate", "surplus", "running")
 

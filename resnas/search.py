@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy
 import sqlalchemy.exc
-import sqlalchemy.pool
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
@@ -36,6 +34,7 @@ from .pareto import pareto_front, to_minimise
 from .prune import criterion, prune_curve
 from .spaces import Space, load_space
 from .spec import ArchSpec, describe
+from .storage import open_storage
 from .train import TrainConfig, TrainResult, evaluate, pick_device, train
 
 OBJECTIVES = {"val_acc": True, "mflops": False, "params": False, "latency_ms": False}  # name -> maximise?
@@ -118,67 +117,12 @@ def study_dir(config: SearchConfig, data_config: DataConfig) -> Path:
     return Path(config.out_dir) / config.study_name(data_config.dataset)
 
 
-def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats, so a trial whose worker died is failed and retried by another worker."""
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        with _one_initialiser(url), warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
-    except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(f"cannot open storage {url!r}: {first[:200]}; give an Optuna RDB URL such as "
-                        "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
-
-
-@contextlib.contextmanager
-def _one_initialiser(url: str):
-    """Workers started together on a new PostgreSQL database would race to create its tables, and a loser's
-    half-done transaction can block its own retry forever; a server-wide advisory lock makes them take turns.
-    SQLite serialises writers itself."""
-    if not url.startswith("postgresql"):
-        yield
-        return
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(7346)"))
-            try:
-                yield
-            finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(7346)"))
-    finally:
-        engine.dispose()
-
-
 def storage_url(config: SearchConfig, data_config: DataConfig) -> str:
     if config.storage:
         return config.storage
     path = study_dir(config, data_config) / "study.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path.resolve()}"
-
-
-def existing_studies(out_dir: str | Path) -> list[str]:
-    return sorted(p.parent.name for p in Path(out_dir).glob("*/study.db"))
-
-
-def open_study(name: str, *, out_dir: str | Path = "studies", storage: str | None = None) -> optuna.Study:
-    """An existing study, by name under `out_dir` or in `storage`; a clear error lists the ones that exist."""
-    if storage is None:
-        path = Path(out_dir) / name / "study.db"
-        if not path.is_file():
-            found = existing_studies(out_dir)
-            raise UserError(f"no study {name!r} under {out_dir}/; studies there: {', '.join(found) or 'none'}")
-        storage = f"sqlite:///{path.resolve()}"
-    store = open_storage(storage)
-    try:
-        return optuna.load_study(study_name=name, storage=store)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
-        raise UserError(f"no study {name!r} in {storage}; studies there: {', '.join(names) or 'none'}") from None
 
 
 def study_objectives(study: optuna.Study) -> tuple[str, ...]:

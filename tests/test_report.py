@@ -12,8 +12,9 @@ from resnas.data import DataConfig
 from resnas.errors import UserError
 from resnas.prune import PruneConfig, prune_pareto
 from resnas.report import collect, find_chromium, headless_flags, plotted, render, write_report
-from resnas.search import SearchConfig, open_storage, pareto_trials, run_search
+from resnas.search import SearchConfig, pareto_trials, run_search
 from resnas.spec import wrn
+from resnas.storage import open_storage
 from resnas.train import TrainConfig
 
 

@@ -1,0 +1,72 @@
+"""Where studies live: Optuna RDB storage (SQLite by default, PostgreSQL to share a study between machines).
+
+RDB rather than Optuna's journal file, because only RDB storage has heartbeats: with them, a trial whose worker
+died is failed and retried by another worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+import sqlalchemy.pool
+
+from .errors import UserError
+
+
+def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats, so a trial whose worker died is failed and retried by another worker."""
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        with _one_initialiser(url), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+    except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"cannot open storage {url!r}: {first[:200]}; give an Optuna RDB URL such as "
+                        "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
+
+
+@contextlib.contextmanager
+def _one_initialiser(url: str):
+    """Workers started together on a new PostgreSQL database would race to create its tables, and a loser's
+    half-done transaction can block its own retry forever; a server-wide advisory lock makes them take turns.
+    SQLite serialises writers itself."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(7346)"))
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(7346)"))
+    finally:
+        engine.dispose()
+
+
+def existing_studies(out_dir: str | Path) -> list[str]:
+    return sorted(p.parent.name for p in Path(out_dir).glob("*/study.db"))
+
+
+def open_study(name: str, *, out_dir: str | Path = "studies", storage: str | None = None) -> optuna.Study:
+    """An existing study, by name under `out_dir` or in `storage`; a clear error lists the ones that exist."""
+    if storage is None:
+        path = Path(out_dir) / name / "study.db"
+        if not path.is_file():
+            found = existing_studies(out_dir)
+            raise UserError(f"no study {name!r} under {out_dir}/; studies there: {', '.join(found) or 'none'}")
+        storage = f"sqlite:///{path.resolve()}"
+    store = open_storage(storage)
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+        raise UserError(f"no study {name!r} in {storage}; studies there: {', '.join(names) or 'none'}") from None
