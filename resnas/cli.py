@@ -190,25 +190,25 @@ def _search_settings(args: argparse.Namespace, given: set[str]) -> tuple[dict, d
 def cmd_search(args: argparse.Namespace) -> dict[str, Any]:
     from .data import DataConfig
     from .search import SearchConfig, run_search
-    from .studies import StudyConfig, load_study_config
+    from .studies import load_study_config
     from .train import TrainConfig
 
     if args.config:  # the file's settings, with the flags given on the command line on top
         search, train, data = _search_settings(args, args.given)
         study = load_study_config(args.config).overridden(search=search, train=train, data=data)
+        config, train_config, data_config, info = study.search, study.train, study.data, study.info
     else:
         search, train, data = _search_settings(args, set(vars(args)))
-        study = StudyConfig(path=Path(), search=SearchConfig(**search), train=TrainConfig(**train),
-                            data=DataConfig(**data))
-    result = run_search(study.search, study.train, study.data, device=args.device,
-                        progress=not (args.json or args.quiet), info=study.info or None)
+        config, train_config, data_config, info = SearchConfig(**search), TrainConfig(**train), DataConfig(**data), None
+    result = run_search(config, train_config, data_config, device=args.device, progress=not (args.json or args.quiet),
+                        info=info)
     out = result.to_dict()
     if not args.json:
         print(f"study {result.study}: {result.n_complete} complete, {result.n_pruned} stopped early, "
               f"{result.n_failed} failed, {result.n_rejected} rejected, {result.n_duplicates} duplicates; "
               f"{result.epochs_trained} epochs in {result.seconds:.0f}s")
         print(f"storage {result.storage}")
-        print(_grid_table(result.study, result.storage) if study.search.sampler == "grid" else
+        print(_grid_table(result.study, result.storage) if config.sampler == "grid" else
               _pareto_table(result.pareto))
         for e in result.errors or []:
             print(f"failed: {e}")

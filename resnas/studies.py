@@ -49,6 +49,7 @@ class StudyConfig:
     train: TrainConfig
     data: DataConfig
     info: dict[str, Any] = field(default_factory=dict)  # description, claim, report, paper: kept with the study
+    whole_grid: bool = False  # a grid study without a budget of its own: the budget follows the grid and seeds
 
     def space(self) -> Space:
         return load_space(self.search.space)
@@ -56,9 +57,13 @@ class StudyConfig:
     def overridden(self, *, search: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
                    data: dict[str, Any] | None = None) -> StudyConfig:
         """The same study with some settings replaced (the command line's explicit flags)."""
-        return dataclasses.replace(self, search=dataclasses.replace(self.search, **(search or {})),
-                                   train=dataclasses.replace(self.train, **(train or {})),
-                                   data=dataclasses.replace(self.data, **(data or {})))
+        search = dict(search or {})
+        whole_grid = self.whole_grid and "budget" not in search
+        config = dataclasses.replace(self.search, **search)
+        if whole_grid and config.sampler == "grid":  # e.g. more --seeds: more trials
+            config = dataclasses.replace(config, budget=_grid_budget(config))
+        return dataclasses.replace(self, search=config, train=dataclasses.replace(self.train, **(train or {})),
+                                   data=dataclasses.replace(self.data, **(data or {})), whole_grid=whole_grid)
 
 
 def shipped_studies() -> list[str]:
@@ -104,16 +109,20 @@ def load_study_config(name_or_path: str) -> StudyConfig:
             raise StudyConfigError(f"{where}: unknown key prune.{key}; allowed: {', '.join(PRUNE_KEYS)}")
         search[PRUNE_KEYS[key]] = value
     search_config = _fill(SearchConfig, search, "search", where)
-    if search_config.sampler == "grid" and "budget" not in search:
-        size = load_space(search_config.space).size() * max(1, len(search_config.seeds))
-        search_config = dataclasses.replace(search_config, budget=size)
+    whole_grid = search_config.sampler == "grid" and "budget" not in search
+    if whole_grid:
+        search_config = dataclasses.replace(search_config, budget=_grid_budget(search_config))
     report = _checked(doc.get("report", {}), REPORT_KEYS, "report", where)
     if has_grid:
         _check_axes(report, load_space(search_config.space).grid(search_config.seeds or (0,)), where)
     info = {"description": doc.get("description", ""), "claim": doc.get("claim", ""), "report": report,
             "paper": [_paper(entry, i, where) for i, entry in enumerate(doc.get("paper", []))]}
     return StudyConfig(path=path, search=search_config, train=_fill(TrainConfig, doc.get("train", {}), "train", where),
-                       data=_fill(DataConfig, doc.get("data", {}), "data", where), info=info)
+                       data=_fill(DataConfig, doc.get("data", {}), "data", where), info=info, whole_grid=whole_grid)
+
+
+def _grid_budget(config: SearchConfig) -> int:
+    return load_space(config.space).size() * max(1, len(config.seeds))
 
 
 def _check_axes(report: dict[str, Any], grid: dict[str, list[Any]], where: str) -> None:

@@ -125,6 +125,14 @@ def test_bad_configs_name_the_file_and_key(tmp_path, text, match):
     assert str(path) in str(err.value)
 
 
+def test_overrides_keep_a_grid_study_whole():
+    config = load_study_config("shortcuts")
+    assert config.search.budget == 4 * 3
+    assert config.overridden(search={"seeds": (0, 1, 2, 3)}).search.budget == 4 * 4  # more seeds: more trials
+    assert config.overridden(search={"seeds": (5,), "budget": 2}).search.budget == 2  # unless the budget is given
+    assert config.overridden(train={"epochs": 3}).train.epochs == 3 and config.train.epochs == 15
+
+
 def test_unknown_study_lists_the_shipped_ones(capsys):
     assert main(["search", "--config", "nonesuch", "--json"]) == 2
     err = capsys.readouterr().err.strip()
