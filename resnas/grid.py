@@ -46,11 +46,11 @@ def cell_table(data: Any) -> pd.DataFrame:
         table = table.merge(wide.reset_index(), on=keys, how="left")
     entries = data.info.get("paper", [])
     if entries:
-        table["paper"] = [paper_for(row, entries) for _, row in table.iterrows()]
+        table["paper"] = [paper_for(row, entries) for row in table.to_dict("records")]
     return table
 
 
-def paper_for(row: pd.Series, entries: list[dict[str, Any]]) -> str:
+def paper_for(row: dict[str, Any], entries: list[dict[str, Any]]) -> str:
     """The published numbers whose `where` matches this cell, each with its metric, data and source."""
     hits = [e for e in entries if all(_same(row.get(f"choice_{k}"), v) for k, v in e["where"].items())]
     return "; ".join(f"{e['value']:g} {e['metric']} ({e['data']}; {e['source']})" for e in hits)
@@ -78,7 +78,7 @@ def _rows(data: Any, table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     if has_paper:
         head.append("paper's published number (their data, not ours)")
     rows = []
-    for _, r in table.iterrows():
+    for r in table.to_dict("records"):  # per-column types: iterrows would turn ints into floats beside a float
         cells = [str(r[k]) for k in keys] + [str(int(r["n"])), "" if pd.isna(r["depth"]) else str(int(r["depth"])),
                                              f"{int(r['params']):,}", f"{r['mflops']:.3f}"]
         cells += [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS]
@@ -151,7 +151,7 @@ def prune_figure(data: Any, table: pd.DataFrame):
     keys = cell_keys(data.choices)
     ratios = sorted({c.split("@")[1] for c in table.columns if c.startswith("cut@")}, key=float)
     fig = go.Figure()
-    for i, (_, r) in enumerate(table.iterrows()):
+    for i, r in enumerate(table.to_dict("records")):
         name = ", ".join(f"{k.removeprefix('choice_')} = {r[k]}" for k in keys)
         cuts = [0.0] + [r[f"cut@{q}"] for q in ratios]
         colour = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"][i % 4]

@@ -240,3 +240,4 @@ def test_cell_table_on_a_hand_made_frame():
                                                                                                                abs=1e-4)
     assert table.loc[2, "test_acc_std"] == pytest.approx(0.1414, abs=1e-4)
     assert table.loc[2, "paper"] == "4 err (C; S)" and table.loc[1, "paper"] == ""
+    assert "| 2 | 2 | 10 | 400 | 4.000 | 0.9000 ± 0.0000 |" in grid.table_markdown(data, grid.cell_table(data))
