@@ -129,20 +129,29 @@ def _suggest(trial: Any, name: str, values: list[Any]) -> Any:
 # ---- loading ---------------------------------------------------------------------------------------------
 
 def shipped() -> list[str]:
-    return sorted(p.stem for p in SPACES_DIR.glob("*.toml"))
+    return shipped_in(SPACES_DIR)
+
+
+def shipped_in(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.toml"))
 
 
 def resolve(name_or_path: str) -> Path:
     """A shipped space's name (`wrn`) or the path of a user's file."""
+    return resolve_toml(name_or_path, SPACES_DIR, "space file", SpaceError)
+
+
+def resolve_toml(name_or_path: str, folder: Path, what: str, error: type[UserError]) -> Path:
+    """The path of a user's .toml file, or of the file `folder` ships under that name; `error` says which exist."""
     path = Path(name_or_path).expanduser()
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise SpaceError(f"space file {path}: no such file")
+            raise error(f"{what} {path}: no such file")
         return path
-    candidate = SPACES_DIR / f"{name_or_path}.toml"
+    candidate = folder / f"{name_or_path}.toml"
     if not candidate.is_file():
-        raise SpaceError(f"unknown space {name_or_path!r}; shipped spaces are {', '.join(shipped())} "
-                         "(or give the path of a .toml space file)")
+        raise error(f"unknown {what.removesuffix(' file')} {name_or_path!r}; shipped: {', '.join(shipped_in(folder))} "
+                    f"(or give the path of a .toml {what.removesuffix(' file')} file)")
     return candidate
 
 

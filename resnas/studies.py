@@ -27,7 +27,7 @@ from typing import Any
 from .data import DataConfig
 from .errors import UserError
 from .search import SearchConfig
-from .spaces import SPACE_KEYS, Space, load_space, read_toml, space_from_doc
+from .spaces import SPACE_KEYS, Space, load_space, read_toml, resolve_toml, shipped_in, space_from_doc
 from .train import TrainConfig
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
@@ -67,25 +67,12 @@ class StudyConfig:
 
 
 def shipped_studies() -> list[str]:
-    return sorted(p.stem for p in STUDIES_DIR.glob("*.toml"))
-
-
-def resolve(name_or_path: str) -> Path:
-    path = Path(name_or_path).expanduser()
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise StudyConfigError(f"study config {path}: no such file")
-        return path
-    candidate = STUDIES_DIR / f"{name_or_path}.toml"
-    if not candidate.is_file():
-        raise StudyConfigError(f"unknown study config {name_or_path!r}; shipped: {', '.join(shipped_studies())} "
-                               "(or give the path of a .toml file)")
-    return candidate
+    return shipped_in(STUDIES_DIR)
 
 
 def load_study_config(name_or_path: str) -> StudyConfig:
     """Read and validate a study config: every key is checked against the dataclass it fills."""
-    path = resolve(name_or_path)
+    path = resolve_toml(name_or_path, STUDIES_DIR, "study config", StudyConfigError)
     where = f"study config {path}"
     doc = read_toml(path, "study config")
     for key, value in doc.items():

@@ -68,7 +68,7 @@ def test_user_space_file_and_unknown_name(tmp_path):
     path.write_text(GOOD)
     space = load_space(str(path))
     assert space.name == "mine" and space.size() == 4 and space.n_stages == 2
-    with pytest.raises(SpaceError, match="unknown space 'wnr'; shipped spaces are free, resnet, wrn"):
+    with pytest.raises(SpaceError, match="unknown space 'wnr'; shipped: free, resnet, wrn"):
         load_space("wnr")
     with pytest.raises(SpaceError, match="no such file"):
         load_space(str(tmp_path / "missing.toml"))
