@@ -345,9 +345,13 @@ def _identity(config: SearchConfig, train_config: TrainConfig, data_config: Data
     """What makes two invocations the same study: resuming with any of it changed would mix incomparable trials."""
     data = data_config.to_dict()
     data.pop("download")
-    return {"space": {"fixed": space.fixed, "choices": space.choices, "cells": list(space.cells)},
-            "objectives": list(config.objectives), "mode": config.mode, "data": data, "train": train_config.to_dict(),
-            "seeds": list(config.seeds)}
+    identity = {"space": {"fixed": space.fixed, "choices": space.choices}, "objectives": list(config.objectives),
+                "mode": config.mode, "data": data, "train": train_config.to_dict()}
+    if space.cells:  # only where used, so that studies created before cells and seeds existed still resume
+        identity["space"]["cells"] = list(space.cells)
+    if config.seeds:
+        identity["seeds"] = list(config.seeds)
+    return identity
 
 
 def _create_study(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
