@@ -10,7 +10,7 @@ import argparse
 
 from resnas.measure import measure_latency
 from resnas.models import build
-from resnas.spec import preset
+from resnas.presets import preset
 from resnas.train import pick_device
 
 

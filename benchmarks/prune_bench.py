@@ -15,8 +15,8 @@ import torch
 from resnas import checkpoint
 from resnas.data import DataConfig, load_data
 from resnas.models import build
+from resnas.presets import preset
 from resnas.prune import PruneConfig, prune_checkpoint
-from resnas.spec import preset
 from resnas.train import TrainConfig, train
 
 

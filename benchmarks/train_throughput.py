@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from resnas.data import DataConfig, augment_batch, load_data
 from resnas.models import build
-from resnas.spec import ArchSpec, preset
+from resnas.presets import preset
+from resnas.spec import ArchSpec
 from resnas.train import TrainConfig, pick_device, train
 
 

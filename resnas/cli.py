@@ -24,24 +24,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _arch(args: argparse.Namespace, *, in_channels: int | None = None, num_classes: int | None = None):
     """The spec named by --preset / --spec / a positional ARCH; presets adapt to the dataset's shape."""
-    from .spec import ArchSpec, preset
+    from .presets import resolve
 
-    name = getattr(args, "arch", None) or args.preset
-    spec_file = args.spec or (name if name and (name.endswith(".json") or Path(name).is_file()) else None)
-    if spec_file:
-        path = Path(spec_file)
-        if not path.is_file():
-            raise UserError(f"spec file {path}: no such file")
-        spec = ArchSpec.from_json(path.read_text(), source=str(path))
-        for field, want in (("in_channels", in_channels), ("num_classes", num_classes)):
-            if want is not None and getattr(spec, field) != want:
-                raise UserError(f"spec file {path}: {field} is {getattr(spec, field)} but the dataset has {want}")
-        return spec
-    if not name:
-        raise UserError("name an architecture: a preset (e.g. wrn-16-4) or --spec FILE.json")
-    spec = preset(name)
-    changes = {k: v for k, v in (("in_channels", in_channels), ("num_classes", num_classes)) if v is not None}
-    return spec.replace(**changes) if changes else spec
+    return resolve(args.spec or getattr(args, "arch", None) or args.preset or "", in_channels=in_channels,
+                   num_classes=num_classes)
 
 
 def _data_config(args: argparse.Namespace):
@@ -63,8 +49,8 @@ def _train_config(args: argparse.Namespace, **overrides: Any):
 # ---- commands -----------------------------------------------------------------------------------------------
 
 def cmd_spaces(args: argparse.Namespace) -> dict[str, Any]:
+    from .presets import PRESET_PATTERNS
     from .spaces import load_space, shipped
-    from .spec import PRESET_PATTERNS
 
     spaces = [load_space(n) for n in (args.names or shipped())]
     out = {"spaces": [{"name": s.name, "path": str(s.path), "description": s.description, "size": s.size(),
@@ -279,8 +265,7 @@ def _prune_line(r: dict) -> str:
 
 
 def _grid_table(name: str, storage: str) -> str:
-    from . import grid
-    from .report import collect
+    from .report import collect, grid
     from .storage import open_study
 
     data = collect(open_study(name, storage=storage))

@@ -8,7 +8,7 @@ from resnas import checkpoint
 from resnas.checkpoint import CheckpointError
 from resnas.data import DataConfig
 from resnas.models import build
-from resnas.spec import wrn
+from resnas.presets import wrn
 from resnas.train import TrainConfig
 
 

@@ -11,7 +11,7 @@ import torch
 from resnas import checkpoint
 from resnas.cli import main
 from resnas.models import build
-from resnas.spec import wrn
+from resnas.presets import wrn
 
 
 def run_cli(capsys, *argv):

@@ -5,7 +5,8 @@ import torch
 
 from resnas.measure import analytic_cost, count_params, flop_counter_mflops, measure_latency, thop_mflops
 from resnas.models import build
-from resnas.spec import ArchSpec, preset
+from resnas.presets import preset
+from resnas.spec import ArchSpec
 
 # ResNet paper, table 1: 1.8, 3.6, 3.8, 7.6, 11.3 GFLOPs (multiply-adds). torchvision strides the bottleneck's
 # 3x3 (V1.5), which costs more than the paper's strided 1x1, hence a tolerance of 10%.

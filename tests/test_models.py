@@ -6,7 +6,8 @@ import torchvision
 
 from resnas.measure import count_params
 from resnas.models import Block, ZeroPadShortcut, build, last_bn
-from resnas.spec import ArchSpec, preset, resnet, wrn
+from resnas.presets import preset, resnet, wrn
+from resnas.spec import ArchSpec
 
 TORCHVISION = {
     "resnet18": 11_689_512,

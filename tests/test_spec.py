@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from resnas.spec import ArchSpec, SpecError, describe, preset, resnet, wrn
+from resnas.presets import preset, resnet, wrn
+from resnas.spec import ArchSpec, SpecError, describe
 
 
 def test_round_trips_through_json():

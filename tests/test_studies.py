@@ -8,10 +8,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from resnas import grid
 from resnas.cli import main
 from resnas.models import build
-from resnas.report import ReportData, collect, render, write_report
+from resnas.report import ReportData, collect, grid, render, write_report
 from resnas.search import run_search
 from resnas.spaces import SpaceError
 from resnas.studies import StudyConfigError, load_study_config, shipped_studies

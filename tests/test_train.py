@@ -3,7 +3,7 @@ import torch
 
 from resnas.errors import UserError
 from resnas.models import build
-from resnas.spec import wrn
+from resnas.presets import wrn
 from resnas.train import TrainConfig, TrainingFailed, _lr_factor, evaluate, train
 
 

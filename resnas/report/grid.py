@@ -2,7 +2,7 @@
 spread over seeds, the cell's size and cost, and the paper's published number beside ours where the study config
 names one (marked as the paper's, on the paper's data).
 
-Pure pandas on `report.ReportData`; `figures` draws the same numbers.
+Pure pandas on `ReportData`; `sweep_figure` and `prune_figure` draw the same numbers.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import html
 from typing import Any
 
 import pandas as pd
+import plotly.graph_objects as go
+
+from .data import ReportData
 
 METRICS = ("val_acc", "test_acc", "train_acc")
 
@@ -20,7 +23,7 @@ def cell_keys(choices: list[str]) -> list[str]:
     return [f"choice_{c}" for c in choices if c != "seed"]
 
 
-def cell_table(data: Any) -> pd.DataFrame:
+def cell_table(data: ReportData) -> pd.DataFrame:
     """One row per cell of the fully trained trials: n (seeds), mean and std of each accuracy, params, MFLOPs, depth;
     with pruning curves, the mean FLOPs cut and accuracies at each ratio; with published numbers, a `paper` column."""
     keys = cell_keys(data.choices)
@@ -67,7 +70,7 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.4f}" + ("" if pd.isna(std) else f" ± {std:.4f}")
 
 
-def _rows(data: Any, table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def _rows(data: ReportData, table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     keys = cell_keys(data.choices)
     head = [k.removeprefix("choice_") for k in keys] + ["seeds", "depth", "params", "MFLOPs", "val acc", "test acc",
                                                          "train acc (eval mode)"]
@@ -90,14 +93,14 @@ def _rows(data: Any, table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def table_html(data: Any, table: pd.DataFrame) -> str:
+def table_html(data: ReportData, table: pd.DataFrame) -> str:
     head, rows = _rows(data, table)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     return ("<table class='front grid'><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
             + body + "</table>")
 
 
-def table_markdown(data: Any, table: pd.DataFrame) -> str:
+def table_markdown(data: ReportData, table: pd.DataFrame) -> str:
     head, rows = _rows(data, table)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -113,11 +116,9 @@ def _order(values: pd.Series) -> list[Any]:
         return unique
 
 
-def sweep_figure(data: Any, table: pd.DataFrame):
+def sweep_figure(data: ReportData, table: pd.DataFrame):
     """Error against the swept variable (`[report] x`), one line per `series` value; whiskers are one std over
     seeds. Training error (eval mode) is drawn dashed where it was measured, as in the ResNet paper's figures."""
-    import plotly.graph_objects as go
-
     report = data.info.get("report", {})
     x = report.get("x") or (data.choices[0] if data.choices else "depth")
     x_col = x if x in table else f"choice_{x}"
@@ -144,10 +145,8 @@ def sweep_figure(data: Any, table: pd.DataFrame):
     return fig
 
 
-def prune_figure(data: Any, table: pd.DataFrame):
+def prune_figure(data: ReportData, table: pd.DataFrame):
     """Accuracy kept against FLOPs removed per cell: the criterion (solid) against random removal (dotted)."""
-    import plotly.graph_objects as go
-
     keys = cell_keys(data.choices)
     ratios = sorted({c.split("@")[1] for c in table.columns if c.startswith("cut@")}, key=float)
     fig = go.Figure()
@@ -165,7 +164,7 @@ def prune_figure(data: Any, table: pd.DataFrame):
     return fig
 
 
-def figures(data: Any, table: pd.DataFrame) -> list[tuple[str, Any]]:
+def figures(data: ReportData, table: pd.DataFrame) -> list[tuple[str, Any]]:
     out = [("fig-grid-sweep", sweep_figure(data, table))]
     if any(c.startswith("cut@") for c in table.columns):
         out.append(("fig-grid-prune", prune_figure(data, table)))

@@ -1,0 +1,170 @@
+"""The report's data step: a study collected into DataFrames (pure pandas, what the tests check in detail).
+
+The render step (`figures`, `page`) only draws what `collect` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from ..search import constraint_values, pareto_trials, stopped_early, study_objectives
+from ..spaces import Space
+from ..spec import ArchSpec
+
+KINDS = ("complete", "stopped early", "failed", "rejected", "duplicate", "surplus", "running")
+
+
+def trial_kind(t: optuna.trial.FrozenTrial) -> str:
+    if "surplus" in t.user_attrs:
+        return "surplus"
+    if "duplicate_of" in t.user_attrs:
+        return "duplicate"
+    if "rejected" in t.user_attrs:
+        return "rejected"
+    if stopped_early(t):
+        return "stopped early"
+    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "stopped early", TrialState.FAIL: "failed"}.get(
+        t.state, "running")
+
+
+@dataclass
+class ReportData:
+    study: str
+    objectives: tuple[str, ...]
+    trials: pd.DataFrame  # one row per trial
+    curves: pd.DataFrame  # long: trial, epoch, val_acc
+    pruning: pd.DataFrame  # one row per pruned Pareto checkpoint
+    importances: dict[str, float]
+    choices: list[str]  # the sampled parameters, in first-seen order
+    baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)  # what the page must say instead of a figure
+    prune_curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # long: trial, ratio, mflops_cut, val_acc, ...
+    info: dict[str, Any] = field(default_factory=dict)  # a study config's description, claim, report, paper
+    grid: bool = False  # a grid study: the report shows it cell by cell
+    levels: dict[str, list[Any]] = field(default_factory=dict)  # each choice's candidates, in the space's order
+
+    @property
+    def front(self) -> pd.DataFrame:
+        return self.trials[self.trials["on_front"].astype(bool)].sort_values("mflops")
+
+    @property
+    def latency_device(self) -> str | None:
+        devices = self.trials["latency_device"].dropna().unique() if "latency_device" in self.trials else []
+        return ", ".join(sorted(devices)) or None
+
+
+# ---- data step ----------------------------------------------------------------------------------------------
+
+def collect(study: optuna.Study) -> ReportData:
+    trials = study.get_trials(deepcopy=False)
+    objectives = study_objectives(study)
+    front = {p["trial"] for p in pareto_trials(trials, objectives)}
+    choices: list[str] = []
+    for t in trials:
+        choices += [k for k in t.params if k not in choices]
+    rows, curves = [], []
+    for t in trials:
+        a = t.user_attrs
+        curve = a.get("curve", [])
+        row = {"trial": t.number, "state": t.state.name, "kind": trial_kind(t), "arch": a.get("arch"),
+               **{f"choice_{k}": _plain(t.params.get(k)) for k in choices},
+               "depth": ArchSpec.from_json(a["spec"]).depth if "spec" in a else None,
+               "val_acc": a.get("val_acc"), "test_acc": a.get("test_acc"), "train_acc": a.get("train_acc"),
+               "last_val_acc": curve[-1] if curve else None, "mflops": a.get("mflops"), "params": a.get("params"),
+               "latency_ms": a.get("latency_ms"), "latency_device": a.get("latency_device"),
+               "epochs": len(curve), "stopped_at": a.get("stopped_at"), "seconds": a.get("seconds"),
+               "checkpoint": a.get("checkpoint"), "duplicate_of": a.get("duplicate_of"),
+               "rejected": a.get("rejected"), "error": a.get("error"),
+               "feasible": all(v <= 0 for v in constraint_values(t)), "on_front": t.number in front}
+        rows.append(row)
+        curves += [{"trial": t.number, "epoch": e + 1, "val_acc": v, "kind": row["kind"]}
+                   for e, v in enumerate(curve)]
+    frame = pd.DataFrame(rows, columns=_columns(choices))
+    pruning = pd.DataFrame([{"trial": int(k.split(":", 1)[1]), **_flat_prune(v)}
+                            for k, v in study.user_attrs.items() if k.startswith("prune:") and not v.get("error")])
+    data = ReportData(study.study_name, objectives, frame, pd.DataFrame(curves, columns=["trial", "epoch", "val_acc",
+                                                                                        "kind"]),
+                      pruning, {}, choices)
+    data.importances = importances(trials)
+    data.notes = _notes(data)
+    data.prune_curves = pd.DataFrame(
+        [{"trial": t.number, **p} for t in trials if trial_kind(t) == "complete"
+         for p in t.user_attrs.get("prune", []) if "error" not in p],
+        columns=["trial", "ratio", "removed", "mflops_cut", "val_acc_before", "val_acc", "test_acc", "random_val_acc"])
+    data.info = study.user_attrs.get("study_config", {})
+    data.grid = study.user_attrs.get("search_config", {}).get("sampler") == "grid"
+    stored = study.user_attrs.get("resnas", {})
+    if "space" in stored:
+        space = stored["space"]
+        data.levels = Space(study.study_name, Path(), "", space["fixed"], space["choices"],
+                            tuple(space.get("cells", ()))).grid(tuple(stored.get("seeds", ())))
+    return data
+
+
+def _columns(choices: list[str]) -> list[str]:
+    return ["trial", "state", "kind", "arch", *[f"choice_{c}" for c in choices], "depth", "val_acc", "test_acc",
+            "train_acc",
+            "last_val_acc", "mflops", "params", "latency_ms", "latency_device", "epochs", "stopped_at", "seconds",
+            "checkpoint", "duplicate_of", "rejected", "error", "feasible", "on_front"]
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, int | float | str) else str(value)
+
+
+def _flat_prune(record: dict) -> dict:
+    out = {"checkpoint": record.get("checkpoint"), "removed": len(record.get("removed") or [])}
+    for stage in ("before", "after_recalibration", "after"):
+        for key in ("val_acc", "mflops", "latency_ms"):
+            out[f"{stage}_{key}"] = (record.get(stage) or {}).get(key)
+    return out
+
+
+def importances(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float]:
+    """fANOVA importance of each choice for validation accuracy, over the trials that trained to the end
+    (duplicates and rejections left out, so that they do not weigh twice or as zeros)."""
+    done = [t for t in trials if trial_kind(t) == "complete" and "val_acc" in t.user_attrs]
+    if len(done) < 3:
+        return {}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line
+    copy = optuna.create_study(direction="maximize")
+    optuna.logging.set_verbosity(verbosity)
+    copy.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
+                                               value=t.user_attrs["val_acc"]) for t in done])
+    try:
+        return dict(optuna.importance.get_param_importances(copy))
+    except (RuntimeError, ValueError):  # e.g. no parameter varies across the completed trials
+        return {}
+
+
+def _notes(data: ReportData) -> list[str]:
+    t = data.trials
+    notes = []
+    if t.empty:
+        notes.append("This study has no trials yet.")
+    elif not (t["kind"] == "complete").any():
+        counts = t["kind"].value_counts().to_dict()
+        notes.append("No trial has completed yet (" + ", ".join(f"{v} {k}" for k, v in counts.items()) + ").")
+        errors = t["error"].dropna()
+        if not errors.empty:
+            notes.append(f"First error: {errors.iloc[0]}")
+    if not t.empty and t["latency_ms"].isna().all():
+        notes.append("No latency was measured in this study, so the latency figure is left out.")
+    return notes
+
+
+def pareto_markdown(data: ReportData) -> str:
+    lines = ["| trial | architecture | val acc | test acc | MFLOPs | params | latency ms |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in data.front.itertuples():
+        lat = "" if pd.isna(r.latency_ms) else f"{r.latency_ms:.3f}"
+        lines.append(f"| {r.trial} | {r.arch} | {r.val_acc:.4f} | {r.test_acc:.4f} | {r.mflops:.3f} | "
+                     f"{int(r.params):,} | {lat} |")
+    return "\n".join(lines) if len(lines) > 2 else "(the Pareto front is empty)"
