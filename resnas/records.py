@@ -20,6 +20,7 @@ MFLOPS, PARAMS = "mflops", "params"
 TRAINING = "training"  # TrainConfig fields the space varied (e.g. seed, block_sparsity)
 LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE = "latency_ms", "latency_p90_ms", "latency_device"
 CONSTRAINT = "constraint"  # [mflops, params, latency_ms] over their limits (<= 0: feasible)
+CONSTRAINED = (MFLOPS, PARAMS, LATENCY_MS)  # the order of CONSTRAINT's values (and Optuna's constraint names)
 REJECTED = "rejected"  # why a constraint rejected it (not trained)
 DUPLICATE_OF = "duplicate_of"  # the trial whose result this one copied
 SURPLUS = "surplus"  # started after other workers filled the budget
