@@ -5,12 +5,13 @@ import math
 import re
 
 import optuna
+import pandas as pd
 import pytest
 
 from resnas.data import DataConfig
 from resnas.presets import wrn
 from resnas.prune import PruneConfig, prune_pareto
-from resnas.report import collect
+from resnas.report import collect, grid
 from resnas.report.data import ReportData, split_size
 from resnas.report.figures import log_error
 from resnas.report.page import cost_figures, render
@@ -177,3 +178,37 @@ def test_pruning_arrows_have_distinct_points_inside_the_axes(tmp_path):
 def test_split_size_is_the_least_common_denominator_of_the_accuracies(values, n):
     """The last case is the known limit: when every count is even, half the split is all the accuracies show."""
     assert split_size(values) == n
+
+
+def grid_data() -> tuple[ReportData, pd.DataFrame]:
+    trials = pd.DataFrame({
+        "trial": [0, 1, 2, 3], "kind": ["complete"] * 4, "choice_k": [1, 1, 2, 2], "choice_seed": [0, 1, 0, 1],
+        "depth": [10] * 4, "val_acc": [acc(200), acc(202), acc(212), acc(213)],
+        "test_acc": [0.95, 0.96, 0.98, 0.985], "train_acc": [1.0, 0.99, 1.0, 1.0],
+        "params": [100, 100, 400, 400], "mflops": [1.0, 1.0, 4.0, 4.0]})
+    curves = pd.DataFrame({"trial": [0, 1, 2, 3], "ratio": [0.3] * 4, "removed": [1] * 4,
+                           "mflops_cut": [0.3, 0.3, 0.32, 0.32], "val_acc_before": trials["val_acc"],
+                           "val_acc": [acc(190), acc(195), acc(211), acc(210)], "test_acc": [0.9] * 4,
+                           "random_val_acc": [0.2, 0.3, 0.5, 0.4]})
+    data = ReportData("g", ("val_acc",), trials, pd.DataFrame(), pd.DataFrame(), {}, ["k", "seed"],
+                      prune_curves=curves, grid=True, val_images=216, test_images=200)
+    return data, grid.cell_table(data)
+
+
+def test_grid_sweep_hover_tells_images_apart():
+    data, table = grid_data()
+    fig = grid.sweep_figure(data, table)
+    texts = [s for tr in fig.data for s in tr.text]
+    assert any("val acc 0.9838 ± 0.0033 (3.5 of 216 wrong)" in s for s in texts)
+    assert "1 of 216 validation images = 0.0046" in fig.layout.yaxis.title.text
+
+
+def test_grid_prune_figure_is_log_error_fitted_to_its_points():
+    data, table = grid_data()
+    fig = grid.prune_figure(data, table)
+    assert fig.layout.yaxis.type == "log"
+    points = [(x + 1, y) for tr in fig.data for x, y in zip(tr.x, tr.y, strict=True)]  # x is linear: shift off 0
+    lo, hi = fig.layout.yaxis.range
+    ys = [math.log10(y) for _, y in points]
+    assert lo < min(ys) and max(ys) < hi and (max(ys) - min(ys)) / (hi - lo) > 0.75
+    assert any(re.search(r"val 0\.\d{4}", s) for tr in fig.data for s in tr.text)
