@@ -132,7 +132,7 @@ def _add_done(fig, data: ReportData, done: pd.DataFrame, x: str, color_by: str |
                                              line=dict(color="#222", width=list(ring)))), **where)
     front = data.front
     front = front[front[x].notna()].sort_values(x)
-    if len(front) and set(data.objectives) == {"val_acc", x}:
+    if len(front) > 1 and set(data.objectives) == {"val_acc", x}:
         fig.add_trace(go.Scatter(x=front[x], y=log_error(front["val_acc"], data.val_images), mode="lines",
                                  line_shape="hv", name="Pareto front", hoverinfo="skip",
                                  line=dict(color="#222", width=1.5)), **where)
