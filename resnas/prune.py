@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint, records
+from .artifacts import CACHE, local_checkpoint
 from .data import Data, load_data
 from .errors import UserError
 from .files import atomic_write_text
@@ -238,10 +239,12 @@ def prune_pareto(study_name: str, config: PruneConfig, *, out_dir: str = "studie
     if not front:
         raise UserError(f"study {study_name!r} has no completed trial on its Pareto front to prune")
     results = []
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for entry in front:
         out = (Path(out_dir) / study_name / "pruned" / f"trial-{entry['trial']:05d}-pruned.pt").resolve()
         try:
-            record = prune_checkpoint(entry["checkpoint"], config, out=out, device=device)
+            source = local_checkpoint(trials[entry["trial"]], Path(out_dir) / study_name / CACHE)
+            record = prune_checkpoint(source, config, out=out, device=device)
         except UserError as e:  # e.g. a target this architecture cannot meet: record it, go on with the others
             record = {"error": str(e)}
         record["trial"] = entry["trial"]

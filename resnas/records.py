@@ -27,14 +27,15 @@ SURPLUS = "surplus"  # started after other workers filled the budget
 STOPPED_AT = "stopped_at"  # the rung epoch at which early stopping ended it
 CURVE = "curve"  # validation accuracy after each epoch
 VAL_ACC, TEST_ACC, TRAIN_ACC, TRAIN_LOSS = "val_acc", "test_acc", "train_acc", "train_loss"
-CHECKPOINT = "checkpoint"  # absolute path of the best-epoch checkpoint
+CHECKPOINT = "checkpoint"  # absolute path of the best-epoch checkpoint, on the worker that trained it
+CHECKPOINT_ARTIFACT = "checkpoint_artifact"  # {"store": URL, "id": artifact id, "filename": ...} (see artifacts)
 SECONDS, TIMING = "seconds", "timing"
 PRUNE = "prune"  # pruning curve: one record per FLOPs cut (study configs with [prune])
 ERROR = "error"  # first line of the exception that failed it
 
 # what a duplicate copies from the trial it repeats
-RESULT = (LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE, VAL_ACC, TEST_ACC, TRAIN_ACC, TRAIN_LOSS, CHECKPOINT, CURVE,
-          CONSTRAINT, STOPPED_AT, PRUNE)
+RESULT = (LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE, VAL_ACC, TEST_ACC, TRAIN_ACC, TRAIN_LOSS, CHECKPOINT,
+          CHECKPOINT_ARTIFACT, CURVE, CONSTRAINT, STOPPED_AT, PRUNE)
 
 # ---- study user attributes --------------------------------------------------------------------------------------
 IDENTITY = "resnas"  # what makes two invocations the same study: space, objectives, mode, data, train (and seeds)

@@ -1,5 +1,12 @@
+import glob
 import hashlib
+import os
 import pickle
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,3 +67,51 @@ def cifar_files(monkeypatch):
         return root
 
     return write
+
+
+class Postgres:
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
+        if not bins[-1]:
+            raise FileNotFoundError("initdb")
+        self.bin = Path(bins[-1]).parent
+        self.root = Path(tempfile.mkdtemp(prefix="resnas-pg-"))
+        self.data = self.root / "data"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self.root, "postgres")
+        self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        self.opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", self.opts, "-w", "start")
+        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def run(self, tool: str, *args: str) -> None:
+        cmd = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    def restart(self) -> None:
+        # -l: the new postmaster must not inherit (and hold open) our captured output
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-m", "fast", "-o", self.opts, "-w",
+                 "restart")
+
+    def stop(self) -> None:
+        self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL cluster on a free local port (as the `postgres` user when run as root). Under CI a
+    missing server fails the tests that need it; elsewhere they skip."""
+    try:
+        server = Postgres()
+    except (FileNotFoundError, subprocess.CalledProcessError) as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed under CI (.ci/run installs it): {e}")
+        pytest.skip(f"no PostgreSQL server here: {e}")
+    yield server
+    server.stop()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
+from ..artifacts import trial_checkpoint
 from ..data import DataConfig
 from ..errors import UserError
 from ..fit import evaluate_file, train_file
@@ -71,8 +73,17 @@ def train(args: argparse.Namespace) -> Record:
     return out
 
 
+def checkpoint_path(args: argparse.Namespace) -> str | Path:
+    """The CHECKPOINT argument, or the checkpoint of --study NAME --trial N."""
+    if (args.study is None) != (args.trial is None) or bool(args.checkpoint) == (args.study is not None):
+        raise UserError("name a CHECKPOINT file, or a search trial with --study NAME --trial N (not both)")
+    if args.checkpoint:
+        return args.checkpoint
+    return trial_checkpoint(args.study, args.trial, out_dir=args.out_dir, storage=args.storage)
+
+
 def evaluate(args: argparse.Namespace) -> Record:
-    out = evaluate_file(args.checkpoint, device=args.device)
+    out = evaluate_file(checkpoint_path(args), device=args.device)
     if not args.json:
         print(f"val acc {out['val_acc']:.4f}  test acc {out['test_acc']:.4f}  params {out['params']:,}  "
               f"MFLOPs {out['mflops']:.2f}")

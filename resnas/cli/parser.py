@@ -77,6 +77,16 @@ def add_train(p: argparse.ArgumentParser, epochs: int) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def add_trial_ref(p: argparse.ArgumentParser) -> None:
+    """--study/--trial: a search trial's checkpoint, fetched from the study's artifact store if it is elsewhere."""
+    g = p.add_argument_group("a search trial's checkpoint instead of a file")
+    g.add_argument("--study", help="the study's name")
+    g.add_argument("--trial", type=int, help="the trial's number")
+    g.add_argument("--out-dir", default=SearchConfig.out_dir, help="folder of study folders (and of the download "
+                   "cache)")
+    g.add_argument("--storage", help="Optuna RDB URL; default the study's sqlite file under --out-dir")
+
+
 def _arch_args(p: argparse.ArgumentParser, positional: bool) -> None:
     if positional:
         p.add_argument("arch", nargs="?", help=f"a preset ({PRESET_PATTERNS}) or an ArchSpec .json file")
@@ -97,6 +107,9 @@ def _search(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--out-dir", default=GIVEN, help=f"folder of study folders; {_default(d, 'out_dir')}")
     s.add_argument("--storage", default=GIVEN, help="Optuna RDB URL (postgresql://...); default sqlite in the "
                    "study folder")
+    s.add_argument("--artifacts", default=GIVEN, help="where checkpoints are uploaded (Optuna's artifact store): a "
+                   "folder, s3://BUCKET (boto3 reads AWS_ENDPOINT_URL and credentials), or none; default "
+                   "OUT_DIR/STUDY/artifacts")
     s.add_argument("--objectives", type=_comma_list, default=GIVEN,
                    help=f"comma list from {', '.join(OBJECTIVES)}; default {','.join(d.objectives)}")
     s.add_argument("--objective", dest="mode", choices=MODES, default=GIVEN,
@@ -176,7 +189,8 @@ def build_parser(commands: dict[str, Any]) -> Parser:
     add_train(s, epochs=TrainConfig.epochs)
 
     s = sub.add_parser("eval", help="evaluate a checkpoint on its dataset's validation and test splits")
-    s.add_argument("checkpoint")
+    s.add_argument("checkpoint", nargs="?", help="a checkpoint file (or name a study's trial instead)")
+    add_trial_ref(s)
     add_common(s)
 
     _search(sub)

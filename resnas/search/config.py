@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..artifacts import NONE, default_url
 from ..errors import UserError
 from ..importance import criterion
 from ..records import DEFAULT_OBJECTIVES, OBJECTIVES
@@ -24,6 +25,7 @@ class SearchConfig:
     study: str | None = None  # default: derived from the space and dataset
     out_dir: str = "studies"
     storage: str | None = None  # an Optuna RDB URL; default sqlite under out_dir/study
+    artifacts: str | None = None  # checkpoint artifact store: a folder, s3://BUCKET or "none"; default out_dir/study
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     mode: str = "pareto"  # "pareto": multi-objective; "scalar": MnasNet reward acc * (mflops / target) ** w
     sampler: str = "nsga2"  # "grid": every architecture of the space (times `seeds`), in random order
@@ -86,6 +88,12 @@ class SearchConfig:
 
     def study_dir(self, dataset: str) -> Path:
         return Path(self.out_dir) / self.study_name(dataset)
+
+    def artifact_store(self, dataset: str) -> str | None:
+        """The artifact store's URL, or None where checkpoints stay in the study folder only."""
+        if self.artifacts == NONE:
+            return None
+        return self.artifacts or default_url(self.study_dir(dataset))
 
     def constrained(self) -> bool:
         return any((self.max_mflops, self.max_params, self.max_latency_ms))

@@ -16,6 +16,7 @@ import torch
 from optuna.trial import TrialState
 
 from .. import records as R
+from ..artifacts import upload
 from ..asha import MOASHA
 from ..data import Data, DataConfig, load_data
 from ..fit import Fit, Fitted, fit, save
@@ -49,6 +50,7 @@ class TrialRunner:
         self.asha = MOASHA(train_config.epochs, config.eta, config.min_epochs) \
             if config.mode == "pareto" and config.early_stopping else None
         self.ckpt_dir = (config.study_dir(data_config.dataset) / "checkpoints").resolve()  # trials link absolutely
+        self.artifacts = config.artifact_store(data_config.dataset)
 
     def __call__(self, trial: optuna.Trial) -> Values:
         try:
@@ -114,6 +116,8 @@ class TrialRunner:
                     data_config=self.data_config, metrics={R.LATENCY_MS: lat.latency_ms,
                                                            R.LATENCY_DEVICE: lat.device},
                     extra={"study": trial.study.study_name, "trial": trial.number})
+        if self.artifacts:
+            upload(trial, path, self.artifacts)
         # where the trial's time went: fit() (steps, per-epoch validation, final evaluation) against the rest
         timing = {"total": time.perf_counter() - t_start, "train": t_fitted - t_fit,
                   "steps": sum(r.seconds for r in fitted.result.history)}
