@@ -82,9 +82,7 @@ def create_study(config: SearchConfig, train_config: TrainConfig, data_config: D
     ident = identity(config, train_config, data_config, space)
     stored = records.study_identity(study)
     if stored is None:
-        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what every Optuna tool labels axes by
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(["reward"] if config.mode == "scalar" else list(config.objectives))
+        name_objectives(study, config)
         study.set_user_attr(records.IDENTITY, ident)
         study.set_user_attr(records.SEARCH_CONFIG, to_table(config))
         if info:
@@ -93,4 +91,12 @@ def create_study(config: SearchConfig, train_config: TrainConfig, data_config: D
         key = next(k for k in ident if stored.get(k) != ident[k])
         raise UserError(f"study {name!r} was created with a different {key} ({stored.get(key)!r}); resume it "
                         "with the same settings, or pass --study NEW_NAME")
+    elif study.metric_names is None:  # created before resnas named them: optuna-dashboard showed "Objective 0"
+        name_objectives(study, config)
     return study
+
+
+def name_objectives(study: optuna.Study, config: SearchConfig) -> None:
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, and what every Optuna tool labels axes by
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["reward"] if config.mode == "scalar" else list(config.objectives))
