@@ -10,25 +10,17 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import torch
-
-from resnas import checkpoint
 from resnas.data import DataConfig, load_data
-from resnas.models import build
+from resnas.fit import fit, save
 from resnas.presets import preset
 from resnas.prune import PruneConfig, prune_checkpoint
-from resnas.train import TrainConfig, train
+from resnas.spec import ArchSpec
+from resnas.train import TrainConfig
 
 
-def trained(path: Path, spec, epochs: int, sparsity: float) -> Path:
-    data = load_data(DataConfig())
-    torch.manual_seed(0)
-    model = build(spec)
+def trained(path: Path, spec: ArchSpec, epochs: int, sparsity: float) -> Path:
     config = TrainConfig(epochs=epochs, block_sparsity=sparsity)
-    result = train(model, data, config)
-    checkpoint.save(checkpoint.from_model(model, train_config=config, data_config=DataConfig(),
-                                          metrics={"val_acc": result.best_val_acc}), path)
-    return path
+    return save(fit(spec, load_data(DataConfig()), config), path, train_config=config, data_config=DataConfig())
 
 
 def main() -> None:

@@ -11,10 +11,11 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from .config import from_table, to_table
 from .data import DataConfig
 from .errors import UserError
 from .files import atomic_write_bytes
@@ -22,6 +23,7 @@ from .models import ResNet, build
 from .spec import ArchSpec, SpecError
 from .train import TrainConfig
 
+T = TypeVar("T")
 FORMAT = "resnas-checkpoint"
 VERSION = 1
 
@@ -63,8 +65,8 @@ def save(ckpt: Checkpoint, path: str | Path) -> Path:
         "version": VERSION,
         "spec": ckpt.spec.to_dict(),
         "state_dict": ckpt.state_dict,
-        "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
-        "data_config": ckpt.data_config.to_dict() if ckpt.data_config else None,
+        "train_config": to_table(ckpt.train_config) if ckpt.train_config else None,
+        "data_config": to_table(ckpt.data_config) if ckpt.data_config else None,
         "history": ckpt.history,
         "metrics": ckpt.metrics,
         "extra": ckpt.extra,
@@ -103,14 +105,19 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: format version {version} is newer than this resnas reads "
                               f"(up to {VERSION}); upgrade resnas")
     try:
-        spec = ArchSpec.from_dict(payload["spec"], source=f"checkpoint {path}")
+        where = f"checkpoint {path}"
+        spec = ArchSpec.from_dict(payload["spec"], source=where)
         tc, dc = payload.get("train_config"), payload.get("data_config")
         return Checkpoint(spec=spec, state_dict=payload["state_dict"],
-                          train_config=TrainConfig.from_dict(tc) if tc else None,
-                          data_config=DataConfig.from_dict(dc) if dc else None,
+                          train_config=_config(TrainConfig, tc, where, "train_config"),
+                          data_config=_config(DataConfig, dc, where, "data_config"),
                           history=payload.get("history") or [], metrics=payload.get("metrics") or {},
-                          extra=payload.get("extra") or {}, source=f"checkpoint {path}")
-    except SpecError:
+                          extra=payload.get("extra") or {}, source=where)
+    except (SpecError, CheckpointError):
         raise
     except (KeyError, TypeError, UserError) as e:
         raise CheckpointError(f"checkpoint {path}: malformed ({e})") from None
+
+
+def _config(cls: type[T], table: dict[str, Any] | None, where: str, section: str) -> T | None:
+    return None if table is None else from_table(cls, table, where=where, section=section, error=CheckpointError)

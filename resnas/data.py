@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
 from .errors import UserError
 
@@ -34,17 +39,6 @@ class DataConfig:
     resize: int | None = None  # imagefolder: square side images are resized to
     synthetic_shape: tuple[int, int, int] = (3, 32, 32)  # synthetic: C, H, W
     synthetic_size: int = 2048  # synthetic: training images (val and test get a quarter each)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["synthetic_shape"] = list(self.synthetic_shape)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DataConfig:
-        d = dict(d)
-        d["synthetic_shape"] = tuple(d.get("synthetic_shape", (3, 32, 32)))
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -127,8 +121,6 @@ def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator)
 # ---- splits ---------------------------------------------------------------------------------------------
 
 def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(len(labels))
     keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=labels)
     return np.sort(keep), np.sort(held)
@@ -150,8 +142,6 @@ def _tensor_data(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np
 
 
 def _digits(config: DataConfig) -> TensorData:
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     x = digits.images.astype(np.float32)[:, None]  # N, 1, 8, 8 with values 0..16
     y = digits.target.astype(np.int64)
@@ -160,8 +150,6 @@ def _digits(config: DataConfig) -> TensorData:
 
 
 def _cifar(config: DataConfig, hundred: bool) -> TensorData:
-    from torchvision.datasets import CIFAR10, CIFAR100
-
     cls, folder = (CIFAR100, "cifar-100-python") if hundred else (CIFAR10, "cifar-10-batches-py")
     name = "cifar100" if hundred else "cifar10"
     root = Path(config.data_dir or os.environ.get("RESNAS_DATA", "data")).expanduser()
@@ -221,10 +209,6 @@ class FolderData:
     ROOT/test/CLASS. Without a test folder 20% of the images are held out for test (stratified, fixed seed)."""
 
     def __init__(self, root: Path, config: DataConfig, device: torch.device | str) -> None:
-        from torch.utils.data import Subset
-        from torchvision import transforms
-        from torchvision.datasets import ImageFolder
-
         if not root.is_dir():
             raise UserError(f"imagefolder: {root} is not a directory; expected ROOT/CLASS/image files")
         size = config.resize or 32
@@ -260,8 +244,6 @@ class FolderData:
         self.workers = min(4, os.cpu_count() or 1)
 
     def _loader(self, dataset, batch_size: int, **kw) -> Iterator[Batch]:
-        from torch.utils.data import DataLoader
-
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=self.workers,
                             pin_memory=self.device.type == "cuda", **kw)
         for x, y in loader:
@@ -279,8 +261,6 @@ class FolderData:
         return self._loader(self._splits[split], batch_size)
 
     def calibration_batches(self, batch_size: int, n_batches: int, seed: int = 0) -> list[Batch]:
-        from torch.utils.data import Subset
-
         g = np.random.default_rng(seed)
         take = g.permutation(len(self._splits["train"]))[: batch_size * n_batches].tolist()
         return list(self._loader(Subset(self._splits["train"], take), batch_size))
@@ -288,9 +268,6 @@ class FolderData:
 
 def _with_transform(dataset, transform):
     """The same images as `dataset` (an ImageFolder or a Subset of one) seen through another transform."""
-    from torch.utils.data import Subset
-    from torchvision.datasets import ImageFolder
-
     if isinstance(dataset, Subset):
         return Subset(ImageFolder(dataset.dataset.root, transform), dataset.indices)
     return ImageFolder(dataset.root, transform)

@@ -8,6 +8,8 @@ zeroed (Veit et al. 2016; Huang & Wang 2018).
 Blocks that change shape (the first block of a stage that strides or widens) are never removed: without them
 every later layer would see another resolution or channel count. Keeping only their shortcut would need a
 branch-less block type in the spec; resnas keeps the whole block and reports it as fixed.
+
+Scores come from `importance`, the cut itself from `surgery`; this module selects, measures and records.
 """
 
 from __future__ import annotations
@@ -20,151 +22,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from .data import Data
+from . import checkpoint, records
+from .data import Data, load_data
 from .errors import UserError
 from .files import atomic_write_text
-from .measure import analytic_cost
-from .models import Block, ResNet, build, last_bn
-from .train import TrainConfig
-
-BlockId = tuple[int, int]  # (stage, index within stage)
-
-
-# ---- importance criteria: small objects, each returning one score per block ------------------------------
-
-class Criterion:
-    name = ""
-
-    def scores(self, model: ResNet, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[BlockId, float]:
-        raise NotImplementedError
-
-
-class BranchNorm(Criterion):
-    """Mean over calibration images of ||g F(x)|| / ||x||: how much a block changes what passes through it."""
-
-    name = "norm"
-
-    @torch.no_grad()
-    def scores(self, model, batches):
-        sums: dict[BlockId, float] = {}
-        count = 0
-        hooks = []
-        for s, i, blk in model.blocks():
-            def hook(module: Block, inputs: tuple[torch.Tensor], _out, key=(s, i)) -> None:
-                x = inputs[0]
-                f = module.branch(x) * (module.gate if module.gate is not None else 1)
-                ratio = f.flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1).clamp_min(1e-12)
-                sums[key] = sums.get(key, 0.0) + ratio.sum().item()
-            hooks.append(blk.register_forward_hook(hook))
-        was_training = model.training
-        model.eval()
-        try:
-            for x, _ in batches:
-                model(x)
-                count += len(x)
-        finally:
-            for h in hooks:
-                h.remove()
-            model.train(was_training)
-        return {k: v / count for k, v in sums.items()}
-
-
-class BNScale(Criterion):
-    """Mean |gamma| of the branch's last BatchNorm (Liu et al. 2017's network-slimming signal, per block)."""
-
-    name = "bn"
-
-    def scores(self, model, batches):
-        gate = lambda b: abs(b.gate.item()) if b.gate is not None else 1.0  # noqa: E731
-        return {(s, i): last_bn(b.branch).weight.detach().abs().mean().item() * gate(b) for s, i, b in model.blocks()}
-
-
-class Gate(Criterion):
-    """|gate| of a model trained with block sparsity (`resnas train --block-sparsity`)."""
-
-    name = "gate"
-
-    def scores(self, model, batches):
-        if not model.spec.gates:
-            raise UserError("criterion gate needs a model trained with gates (resnas train --block-sparsity ...); "
-                            "use --criterion norm or bn")
-        return {(s, i): abs(b.gate.item()) for s, i, b in model.blocks()}
-
-
-CRITERIA: dict[str, Callable[[], Criterion]] = {"norm": BranchNorm, "bn": BNScale, "gate": Gate}
-
-
-def criterion(name: str) -> Criterion:
-    if name not in CRITERIA:
-        raise UserError(f"unknown criterion {name!r}; choose one of {', '.join(CRITERIA)}")
-    return CRITERIA[name]()
-
-
-# ---- removal ----------------------------------------------------------------------------------------------
-
-def removable(model: ResNet) -> list[BlockId]:
-    """Blocks whose shortcut is the identity: removing one leaves every shape downstream as it was."""
-    spec = model.spec
-    if spec.shortcut == "none":
-        return []
-    return [(s, i) for s, i, _ in model.blocks() if not spec.changes_shape(s, i) and spec.shortcut != "C"]
-
-
-def _keeps_every_stage(model: ResNet, drop: Sequence[BlockId]) -> bool:
-    return all(n > sum(s == stage for s, _ in drop) for stage, n in enumerate(model.spec.blocks))
-
-
-def _greedy(model: ResNet, order: Sequence[BlockId]) -> list[BlockId]:
-    """`order` filtered so that no stage loses its last block (a stage needs one to exist)."""
-    chosen: list[BlockId] = []
-    for b in order:
-        if _keeps_every_stage(model, [*chosen, b]):
-            chosen.append(b)
-    return chosen
-
-
-def remove_blocks(model: ResNet, drop: set[BlockId]) -> ResNet:
-    """A new, smaller network without the blocks in `drop`; every other weight is copied exactly."""
-    spec = model.spec
-    bad = drop - set(removable(model))
-    if bad:
-        raise UserError(f"blocks {sorted(bad)} cannot be removed: they change shape or have a projection shortcut")
-    kept = {s: [i for i in range(n) if (s, i) not in drop] for s, n in enumerate(spec.blocks)}
-    new_spec = spec.replace(blocks=tuple(len(kept[s]) for s in range(len(spec.blocks))))
-    state = model.state_dict()
-    new_state = {}
-    for key, value in state.items():
-        if key.startswith("stages."):
-            _, s, i, rest = key.split(".", 3)
-            s, i = int(s), int(i)
-            if (s, i) in drop:
-                continue
-            key = f"stages.{s}.{kept[s].index(i)}.{rest}"
-        new_state[key] = value.clone()
-    pruned = build(new_spec)
-    pruned.load_state_dict(new_state, strict=True)
-    return pruned
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Re-estimate every BatchNorm's running statistics on training batches (a cumulative average)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    was_training = model.training
-    model.train()
-    for x, _ in batches:
-        model(x)
-    model.train(was_training)
-    for m, mom in zip(bns, saved, strict=True):
-        m.momentum = mom
-
+from .importance import BlockId, criterion
+from .measure import analytic_cost, count_params, measure_latency
+from .models import ResNet
+from .storage import open_study
+from .surgery import greedy, recalibrate_bn, removable, remove_blocks
+from .train import TrainConfig, evaluate, pick_device, train
 
 # ---- selection modes -----------------------------------------------------------------------------------------
 
@@ -205,7 +72,7 @@ def _mflops(model: ResNet, size: int) -> float:
 def select(model: ResNet, scores: dict[BlockId, float], config: PruneConfig, image_size: int,
            val_acc: Callable[[set[BlockId]], float] | None = None) -> list[BlockId]:
     """Which removable blocks go, least important first, under the configured mode."""
-    order = _greedy(model, sorted(removable(model), key=lambda b: (scores[b], b)))
+    order = greedy(model, sorted(removable(model), key=lambda b: (scores[b], b)))
     if config.threshold is not None:
         return [b for b in order if scores[b] < config.threshold]
     base = _mflops(model, image_size)
@@ -266,8 +133,6 @@ def prune(model: ResNet, data: Data, config: PruneConfig, *,
     `measure(model)` returns the metrics of a model on `data` (val/test accuracy, params, mflops, latency);
     `finetune(model)` trains it in place.
     """
-    from .train import evaluate
-
     device = data.device
     model = copy.deepcopy(model).to(device).eval()
     batches = data.calibration_batches(config.calibration_batch_size, config.calibration_batches, config.seed)
@@ -291,7 +156,7 @@ def prune(model: ResNet, data: Data, config: PruneConfig, *,
         finetuned = measure(pruned)
     pool = removable(model)
     rng = random.Random(config.seed)
-    draws = [val_acc(set(_greedy(model, rng.sample(pool, len(pool)))[:len(removed)]))
+    draws = [val_acc(set(greedy(model, rng.sample(pool, len(pool)))[:len(removed)]))
              for _ in range(config.random_draws)] if removed else []
     baseline = {"draws": len(draws), "val_acc": draws,
                 "val_acc_mean": sum(draws) / len(draws) if draws else None}
@@ -304,8 +169,6 @@ def prune_curve(model: ResNet, data: Data, ratios: Sequence[float], *, criterion
     """Accuracy kept against FLOPs removed: prune `model` (left as it is) at each FLOPs cut in `ratios`, with BN
     recalibrated and no fine-tuning, beside random removal of as many blocks. A cut the architecture cannot reach
     (too few removable blocks) is recorded with its error."""
-    from .train import evaluate
-
     def measure(m: ResNet) -> dict[str, Any]:
         return {"val_acc": evaluate(m, data, "val")[0], "test_acc": evaluate(m, data, "test")[0],
                 "mflops": _mflops(m, data.image_size)}
@@ -331,11 +194,6 @@ def prune_checkpoint(path: str | Path, config: PruneConfig, *, out: str | Path |
                      device: str = "auto") -> dict[str, Any]:
     """Prune the model in checkpoint `path` into a new checkpoint (default `<stem>-pruned.pt` beside it) and a JSON
     record of the run (`<out>.json`). The input file is only read."""
-    from . import checkpoint
-    from .data import load_data
-    from .measure import count_params, measure_latency
-    from .train import evaluate, pick_device, train
-
     path = Path(path)
     ckpt = checkpoint.load(path)
     out = Path(out) if out else path.with_name(f"{path.stem}-pruned.pt")
@@ -376,14 +234,11 @@ def prune_pareto(study_name: str, config: PruneConfig, *, out_dir: str = "studie
                  device: str = "auto") -> list[dict[str, Any]]:
     """Prune every Pareto-front checkpoint of a study; records go to the study (user attribute `prune:<trial>`)
     and beside the pruned checkpoints in `<out_dir>/<study>/pruned/`."""
-    from .search import pareto_trials, study_objectives
-    from .storage import open_study
-
     study = open_study(study_name, out_dir=out_dir, storage=storage)
-    front = pareto_trials(study.get_trials(deepcopy=False), study_objectives(study))
+    front = records.pareto_trials(study.get_trials(deepcopy=False), records.study_objectives(study))
     if not front:
         raise UserError(f"study {study_name!r} has no completed trial on its Pareto front to prune")
-    records = []
+    results = []
     for entry in front:
         out = (Path(out_dir) / study_name / "pruned" / f"trial-{entry['trial']:05d}-pruned.pt").resolve()
         try:
@@ -391,8 +246,8 @@ def prune_pareto(study_name: str, config: PruneConfig, *, out_dir: str = "studie
         except UserError as e:  # e.g. a target this architecture cannot meet: record it, go on with the others
             record = {"error": str(e)}
         record["trial"] = entry["trial"]
-        study.set_user_attr(f"prune:{entry['trial']}", {k: record.get(k) for k in
+        records.set_prune_record(study, entry["trial"], {k: record.get(k) for k in
                                                         ("trial", "checkpoint", "before", "after", "removed",
                                                          "criterion", "error", "after_recalibration")})
-        records.append(record)
-    return records
+        results.append(record)
+    return results

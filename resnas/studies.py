@@ -18,12 +18,11 @@ File format (see studies/*.toml):
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from .config import from_table
 from .data import DataConfig
 from .errors import UserError
 from .search import SearchConfig
@@ -36,6 +35,9 @@ SECTIONS = {"description": str, "claim": str, "search": dict, "train": dict, "da
 REPORT_KEYS = ("x", "series")
 PAPER_KEYS = ("where", "value", "metric", "data", "source")
 PRUNE_KEYS = {"ratios": "prune_ratios", "criterion": "prune_criterion"}
+
+
+T = TypeVar("T")
 
 
 class StudyConfigError(UserError):
@@ -108,6 +110,10 @@ def load_study_config(name_or_path: str) -> StudyConfig:
                        data=_fill(DataConfig, doc.get("data", {}), "data", where), info=info, whole_grid=whole_grid)
 
 
+def _fill(cls: type[T], table: dict[str, Any], section: str, where: str) -> T:
+    return from_table(cls, table, where=where, section=section, error=StudyConfigError)
+
+
 def _grid_budget(config: SearchConfig) -> int:
     return load_space(config.space).size() * max(1, len(config.seeds))
 
@@ -140,53 +146,3 @@ def _paper(entry: Any, i: int, where: str) -> dict[str, Any]:
         raise StudyConfigError(f"{where}: paper[{i}] needs metric, data and source strings (say which dataset the "
                                "published number is on, and where it was published)")
     return entry
-
-
-def _fill(cls: type, table: dict[str, Any], section: str, where: str) -> Any:
-    """Build dataclass `cls` from a TOML table, naming the key and the type wanted on any mismatch."""
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in table.items():
-        if key not in hints:
-            allowed = ", ".join(f.name for f in dataclasses.fields(cls))
-            raise StudyConfigError(f"{where}: unknown key {section}.{key}; allowed: {allowed}")
-        ok, converted = _convert(value, hints[key])
-        if not ok:
-            raise StudyConfigError(f"{where}: {section}.{key} = {value!r} should be {_type_name(hints[key])}")
-        kwargs[key] = converted
-    try:
-        return cls(**kwargs)
-    except UserError as e:
-        raise StudyConfigError(f"{where}: [{section}] {e}") from None
-
-
-def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        for arg in args:
-            ok, converted = _convert(value, arg)
-            if ok:
-                return True, converted
-        return False, None
-    if hint is type(None):
-        return False, None  # TOML has no null: leaving a key out means None
-    if typing.get_origin(hint) is tuple:
-        if not isinstance(value, list):
-            return False, None
-        item = args[0]
-        converted = [_convert(v, item) for v in value]
-        return all(ok for ok, _ in converted), tuple(v for _, v in converted)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool), float(value)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    return isinstance(value, hint), value
-
-
-def _type_name(hint: Any) -> str:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is tuple:
-        return f"a list of {_type_name(args[0])}s"
-    if args:
-        return " or ".join(_type_name(a) for a in args)
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ class TrainingFailed(RuntimeError):
 
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+SCHEDULES = ("cosine", "step")
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class TrainConfig:
             ("lr", self.lr > 0, "> 0"),
             ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
-            ("schedule", self.schedule in ("cosine", "step"), "cosine or step"),
+            ("schedule", self.schedule in SCHEDULES, " or ".join(SCHEDULES)),
             ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
             ("block_sparsity", self.block_sparsity >= 0, ">= 0"),
@@ -59,14 +60,6 @@ class TrainConfig:
         for name, ok, allowed in rules:
             if not ok:
                 raise UserError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from resnas import checkpoint
-from resnas.search import budget_trials
+from resnas.records import budget_trials
 from resnas.storage import open_storage
 
 pytestmark = pytest.mark.slow

@@ -8,19 +8,12 @@ from resnas import checkpoint
 from resnas.cli import main
 from resnas.data import DataConfig
 from resnas.errors import UserError
+from resnas.importance import BNScale, BranchNorm, Gate
 from resnas.measure import analytic_cost
 from resnas.models import build
-from resnas.prune import (
-    BNScale,
-    BranchNorm,
-    Gate,
-    PruneConfig,
-    prune_checkpoint,
-    recalibrate_bn,
-    removable,
-    remove_blocks,
-)
+from resnas.prune import PruneConfig, prune_checkpoint
 from resnas.spec import ArchSpec
+from resnas.surgery import recalibrate_bn, removable, remove_blocks
 from resnas.train import TrainConfig, train
 
 SPEC = ArchSpec(blocks=(3, 3), widths=(8, 16), stem_width=8, in_channels=1)

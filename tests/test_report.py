@@ -12,10 +12,11 @@ from resnas.data import DataConfig
 from resnas.errors import UserError
 from resnas.presets import wrn
 from resnas.prune import PruneConfig, prune_pareto
+from resnas.records import pareto_trials
 from resnas.report import collect, render, write_report
 from resnas.report.browser import find_chromium, headless_flags
 from resnas.report.figures import plotted
-from resnas.search import SearchConfig, pareto_trials, run_search
+from resnas.search import SearchConfig, run_search
 from resnas.storage import open_storage
 from resnas.train import TrainConfig
 

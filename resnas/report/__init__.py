@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pandas as pd
 
 from ..errors import UserError
 from ..files import atomic_write_text
 from ..storage import open_study
 from . import grid
+from .baselines import baseline_frame
 from .browser import screenshot
 from .data import ReportData, collect, pareto_markdown
 from .page import render
@@ -45,45 +45,3 @@ def write_report(study_name: str, *, out_dir: str = "studies", storage: str | No
     if png:
         result["png"] = str(screenshot(html_path, out / f"{study_name}.png"))
     return result
-
-
-BASELINES = ("wrn-16-4", "resnet-20")
-
-
-def baseline_frame(study: optuna.Study, folder: Path, *, device: str = "auto") -> pd.DataFrame:
-    """Hand-designed reference points trained with the study's own recipe and data (reused once trained)."""
-    import torch
-
-    from .. import checkpoint
-    from ..data import DataConfig, load_data
-    from ..measure import analytic_cost
-    from ..models import build
-    from ..presets import preset
-    from ..train import TrainConfig, evaluate, pick_device, train
-
-    stored = study.user_attrs.get("resnas")
-    if not stored:
-        raise UserError(f"study {study.study_name!r} records no training recipe, so baselines cannot match it")
-    data_config, train_config = DataConfig.from_dict(stored["data"]), TrainConfig.from_dict(stored["train"])
-    data = None
-    rows = []
-    for name in BASELINES:
-        path = folder / f"{name}.pt"
-        if path.is_file():
-            ckpt = checkpoint.load(path)
-            metrics = ckpt.metrics
-        else:
-            data = data or load_data(data_config, pick_device(device))
-            spec = preset(name).replace(in_channels=data.in_channels, num_classes=data.num_classes)
-            torch.manual_seed(train_config.seed)
-            model = build(spec)
-            result = train(model, data, train_config)
-            metrics = {"val_acc": result.best_val_acc, "test_acc": evaluate(model, data, "test")[0],
-                       "mflops": analytic_cost(spec, data.image_size).mflops,
-                       "params": analytic_cost(spec, data.image_size).params}
-            checkpoint.save(checkpoint.from_model(model, train_config=train_config, data_config=data_config,
-                                                  history=[r.to_dict() for r in result.history], metrics=metrics),
-                            path)
-        rows.append({"name": name, "checkpoint": str(path), **{k: metrics[k] for k in
-                                                             ("val_acc", "test_acc", "mflops", "params")}})
-    return pd.DataFrame(rows)

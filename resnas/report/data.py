@@ -11,26 +11,10 @@ from typing import Any
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
-from ..search import constraint_values, pareto_trials, stopped_early, study_objectives
+from .. import records as R
 from ..spaces import Space
 from ..spec import ArchSpec
-
-KINDS = ("complete", "stopped early", "failed", "rejected", "duplicate", "surplus", "running")
-
-
-def trial_kind(t: optuna.trial.FrozenTrial) -> str:
-    if "surplus" in t.user_attrs:
-        return "surplus"
-    if "duplicate_of" in t.user_attrs:
-        return "duplicate"
-    if "rejected" in t.user_attrs:
-        return "rejected"
-    if stopped_early(t):
-        return "stopped early"
-    return {TrialState.COMPLETE: "complete", TrialState.PRUNED: "stopped early", TrialState.FAIL: "failed"}.get(
-        t.state, "running")
 
 
 @dataclass
@@ -63,43 +47,42 @@ class ReportData:
 
 def collect(study: optuna.Study) -> ReportData:
     trials = study.get_trials(deepcopy=False)
-    objectives = study_objectives(study)
-    front = {p["trial"] for p in pareto_trials(trials, objectives)}
+    objectives = R.study_objectives(study)
+    front = {p["trial"] for p in R.pareto_trials(trials, objectives)}
     choices: list[str] = []
     for t in trials:
         choices += [k for k in t.params if k not in choices]
     rows, curves = [], []
     for t in trials:
         a = t.user_attrs
-        curve = a.get("curve", [])
-        row = {"trial": t.number, "state": t.state.name, "kind": trial_kind(t), "arch": a.get("arch"),
+        curve = a.get(R.CURVE, [])
+        row = {"trial": t.number, "state": t.state.name, "kind": R.trial_kind(t), "arch": a.get(R.ARCH),
                **{f"choice_{k}": _plain(t.params.get(k)) for k in choices},
-               "depth": ArchSpec.from_json(a["spec"]).depth if "spec" in a else None,
-               "val_acc": a.get("val_acc"), "test_acc": a.get("test_acc"), "train_acc": a.get("train_acc"),
-               "last_val_acc": curve[-1] if curve else None, "mflops": a.get("mflops"), "params": a.get("params"),
-               "latency_ms": a.get("latency_ms"), "latency_device": a.get("latency_device"),
-               "epochs": len(curve), "stopped_at": a.get("stopped_at"), "seconds": a.get("seconds"),
-               "checkpoint": a.get("checkpoint"), "duplicate_of": a.get("duplicate_of"),
-               "rejected": a.get("rejected"), "error": a.get("error"),
-               "feasible": all(v <= 0 for v in constraint_values(t)), "on_front": t.number in front}
+               "depth": ArchSpec.from_json(a[R.SPEC]).depth if R.SPEC in a else None,
+               **{k: a.get(k) for k in (R.VAL_ACC, R.TEST_ACC, R.TRAIN_ACC)},
+               "last_val_acc": curve[-1] if curve else None,
+               **{k: a.get(k) for k in (R.MFLOPS, R.PARAMS, R.LATENCY_MS, R.LATENCY_DEVICE)},
+               "epochs": len(curve),
+               **{k: a.get(k) for k in (R.STOPPED_AT, R.SECONDS, R.CHECKPOINT, R.DUPLICATE_OF, R.REJECTED, R.ERROR)},
+               "feasible": R.feasible(t), "on_front": t.number in front}
         rows.append(row)
         curves += [{"trial": t.number, "epoch": e + 1, "val_acc": v, "kind": row["kind"]}
                    for e, v in enumerate(curve)]
     frame = pd.DataFrame(rows, columns=_columns(choices))
-    pruning = pd.DataFrame([{"trial": int(k.split(":", 1)[1]), **_flat_prune(v)}
-                            for k, v in study.user_attrs.items() if k.startswith("prune:") and not v.get("error")])
+    pruning = pd.DataFrame([{"trial": trial, **_flat_prune(v)} for trial, v in R.prune_records(study).items()
+                            if not v.get("error")])
     data = ReportData(study.study_name, objectives, frame, pd.DataFrame(curves, columns=["trial", "epoch", "val_acc",
                                                                                         "kind"]),
                       pruning, {}, choices)
     data.importances = importances(trials)
     data.notes = _notes(data)
     data.prune_curves = pd.DataFrame(
-        [{"trial": t.number, **p} for t in trials if trial_kind(t) == "complete"
-         for p in t.user_attrs.get("prune", []) if "error" not in p],
+        [{"trial": t.number, **p} for t in trials if R.trial_kind(t) == "complete"
+         for p in t.user_attrs.get(R.PRUNE, []) if "error" not in p],
         columns=["trial", "ratio", "removed", "mflops_cut", "val_acc_before", "val_acc", "test_acc", "random_val_acc"])
-    data.info = study.user_attrs.get("study_config", {})
-    data.grid = study.user_attrs.get("search_config", {}).get("sampler") == "grid"
-    stored = study.user_attrs.get("resnas", {})
+    data.info = study.user_attrs.get(R.STUDY_CONFIG, {})
+    data.grid = R.is_grid(study)
+    stored = R.study_identity(study) or {}
     if "space" in stored:
         space = stored["space"]
         data.levels = Space(study.study_name, Path(), "", space["fixed"], space["choices"],
@@ -129,7 +112,7 @@ def _flat_prune(record: dict) -> dict:
 def importances(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float]:
     """fANOVA importance of each choice for validation accuracy, over the trials that trained to the end
     (duplicates and rejections left out, so that they do not weigh twice or as zeros)."""
-    done = [t for t in trials if trial_kind(t) == "complete" and "val_acc" in t.user_attrs]
+    done = [t for t in trials if R.trial_kind(t) == "complete" and R.VAL_ACC in t.user_attrs]
     if len(done) < 3:
         return {}
     verbosity = optuna.logging.get_verbosity()
@@ -137,7 +120,7 @@ def importances(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float]:
     copy = optuna.create_study(direction="maximize")
     optuna.logging.set_verbosity(verbosity)
     copy.add_trials([optuna.trial.create_trial(params=t.params, distributions=t.distributions,
-                                               value=t.user_attrs["val_acc"]) for t in done])
+                                               value=t.user_attrs[R.VAL_ACC]) for t in done])
     try:
         return dict(optuna.importance.get_param_importances(copy))
     except (RuntimeError, ValueError):  # e.g. no parameter varies across the completed trials

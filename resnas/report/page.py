@@ -7,8 +7,9 @@ import html
 import pandas as pd
 import plotly.io as pio
 
+from ..records import KINDS
 from . import grid
-from .data import KINDS, ReportData
+from .data import ReportData
 from .figures import cost_figure, curves_figure, importance_figure, parallel_figure, plotted
 
 

@@ -1,0 +1,148 @@
+"""One function per `resnas` command: each reads its parsed arguments, calls the library, prints a human summary
+unless `--json`, and returns the command's JSON record."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..data import DataConfig
+from ..errors import UserError
+from ..fit import evaluate_file, train_file
+from ..measure import analytic_cost, count_params, default_input_size, measure_latency, thop_mflops
+from ..models import build
+from ..presets import PRESET_PATTERNS, resolve
+from ..prune import PruneConfig, prune_checkpoint, prune_pareto
+from ..report import collect, grid, write_report
+from ..search import EPOCHS, SearchConfig, run_search
+from ..spaces import load_space, shipped
+from ..spec import describe
+from ..storage import open_study
+from ..studies import load_study_config
+from ..train import TrainConfig, pick_device
+from . import text
+from .parser import given
+
+Record = dict[str, Any]
+
+
+def _arch_text(args: argparse.Namespace) -> str:
+    return args.spec or getattr(args, "arch", None) or args.preset or ""
+
+
+def _log(args: argparse.Namespace):
+    return None if args.json or args.quiet else (lambda line: print(line, file=sys.stderr))
+
+
+def spaces(args: argparse.Namespace) -> Record:
+    found = [load_space(n) for n in (args.names or shipped())]
+    out = {"spaces": [{"name": s.name, "path": str(s.path), "description": s.description, "size": s.size(),
+                       "fixed": s.fixed, "choices": dict(s.describe_choices())} for s in found],
+           "presets": PRESET_PATTERNS}
+    if not args.json:
+        print(text.spaces_listing(out["spaces"], PRESET_PATTERNS))
+    return out
+
+
+def measure(args: argparse.Namespace) -> Record:
+    spec = resolve(_arch_text(args), in_channels=args.in_channels, num_classes=args.num_classes)
+    size = args.input_size or default_input_size(spec)
+    model = build(spec)
+    mflops = thop_mflops(model, size, spec.in_channels)
+    lat = measure_latency(model, in_channels=spec.in_channels, input_size=size, batch_size=args.batch_size,
+                          device=pick_device(args.device), repeats=args.repeats)
+    out = {"params": count_params(model), "mflops": mflops, "analytic_mflops": analytic_cost(spec, size).mflops,
+           **lat.to_dict(), "spec": spec.to_dict()}
+    if not args.json:
+        print(f"{describe(spec)}  input {spec.in_channels}x{size}x{size}")
+        print(f"params {out['params']:,}   MFLOPs (conv+linear MACs) {mflops:.2f}")
+        print(f"latency {lat.latency_ms:.3f} ms median, {lat.latency_p90_ms:.3f} ms p90  "
+              f"(batch {lat.batch_size}, {lat.dtype}, {lat.device})")
+    return out
+
+
+def train(args: argparse.Namespace) -> Record:
+    out = train_file(_arch_text(args), TrainConfig(**given(TrainConfig, args)), DataConfig(**given(DataConfig, args)),
+                     out=args.out, device=args.device, progress=_log(args))
+    if not args.json:
+        print(f"val acc {out['val_acc']:.4f} (epoch {out['best_epoch']})  test acc {out['test_acc']:.4f}  "
+              f"{out['seconds']:.1f}s  -> {out['checkpoint']}")
+    return out
+
+
+def evaluate(args: argparse.Namespace) -> Record:
+    out = evaluate_file(args.checkpoint, device=args.device)
+    if not args.json:
+        print(f"val acc {out['val_acc']:.4f}  test acc {out['test_acc']:.4f}  params {out['params']:,}  "
+              f"MFLOPs {out['mflops']:.2f}")
+    return out
+
+
+def search(args: argparse.Namespace) -> Record:
+    flags = {name: given(cls, args) for name, cls in (("search", SearchConfig), ("train", TrainConfig),
+                                                      ("data", DataConfig))}
+    if args.config:  # the file's settings, with the flags given on the command line on top
+        study = load_study_config(args.config).overridden(**flags)
+        config, train_config, data_config, info = study.search, study.train, study.data, study.info
+    else:
+        config, data_config, info = SearchConfig(**flags["search"]), DataConfig(**flags["data"]), None
+        train_config = TrainConfig(**{"epochs": EPOCHS, **flags["train"]})
+    result = run_search(config, train_config, data_config, device=args.device, progress=not (args.json or args.quiet),
+                        info=info)
+    out = result.to_dict()
+    if not args.json:
+        print(text.search_summary(out))
+        print(_grid_table(result.study, result.storage) if config.sampler == "grid" else
+              text.pareto_table(result.pareto))
+        for e in result.errors or []:
+            print(f"failed: {e}")
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return out
+
+
+def _grid_table(name: str, storage: str) -> str:
+    data = collect(open_study(name, storage=storage))
+    table = grid.cell_table(data)
+    return "no cell has a fully trained trial yet" if table.empty else grid.table_markdown(data, table)
+
+
+def prune(args: argparse.Namespace) -> Record:
+    config = PruneConfig(criterion=args.criterion, threshold=args.threshold, target_mflops=args.target_mflops,
+                         target_ratio=args.target_ratio, max_acc_drop=args.max_acc_drop,
+                         finetune_epochs=args.finetune, random_draws=args.random_draws)
+    if args.study or args.pareto:
+        if not (args.study and args.pareto) or args.checkpoint:
+            raise UserError("prune a study's front with --study NAME --pareto (and no CHECKPOINT)")
+        records = prune_pareto(args.study, config, out_dir=args.out_dir, storage=args.storage, device=args.device)
+        if not args.json:
+            for r in records:
+                print(f"trial {r['trial']}: " + (f"error: {r['error']}" if "error" in r else text.prune_line(r)))
+        return {"study": args.study, "results": records}
+    if not args.checkpoint:
+        raise UserError("name a CHECKPOINT to prune, or --study NAME --pareto")
+    record = prune_checkpoint(args.checkpoint, config, out=args.out, device=args.device)
+    if not args.json:
+        print(text.block_table(record))
+        print(text.prune_line(record))
+    return record
+
+
+def report(args: argparse.Namespace) -> Record:
+    name = args.study_name or args.study
+    if not name:
+        raise UserError("name a study: resnas report STUDY (or --storage URL --study NAME)")
+    result = write_report(name, out_dir=args.out_dir, storage=args.storage, reports_dir=args.reports_dir,
+                          color_by=args.color_by, png=args.format == "png", baselines=args.baselines,
+                          device=args.device)
+    if not args.json:
+        print(result["markdown"])
+        for note in result["notes"]:
+            print(f"note: {note}")
+        print("wrote " + ", ".join(result[k] for k in ("html", "csv", "cells_csv", "png") if k in result))
+    return {k: result[k] for k in ("html", "csv", "cells_csv", "n_trials", "pareto_size", "png") if k in result}
+
+
+COMMANDS = {"spaces": spaces, "measure": measure, "train": train, "eval": evaluate, "search": search, "prune": prune,
+            "report": report}

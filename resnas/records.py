@@ -1,0 +1,135 @@
+"""What a study stores, and how to read it: the names of every trial and study user attribute, and the questions
+search, prune, report and the CLI ask of them ("did this trial count against the budget?", "which fully trained
+trials are on the front?"). Optuna's storage is the one source of truth; this module is its schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .pareto import pareto_front, to_minimise
+from .spec import ArchSpec
+
+# ---- trial user attributes ------------------------------------------------------------------------------------
+SPEC = "spec"  # ArchSpec JSON
+ARCH = "arch"  # spec.describe()
+MFLOPS, PARAMS = "mflops", "params"
+TRAINING = "training"  # TrainConfig fields the space varied (e.g. seed, block_sparsity)
+LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE = "latency_ms", "latency_p90_ms", "latency_device"
+CONSTRAINT = "constraint"  # [mflops, params, latency_ms] over their limits (<= 0: feasible)
+REJECTED = "rejected"  # why a constraint rejected it (not trained)
+DUPLICATE_OF = "duplicate_of"  # the trial whose result this one copied
+SURPLUS = "surplus"  # started after other workers filled the budget
+STOPPED_AT = "stopped_at"  # the rung epoch at which early stopping ended it
+CURVE = "curve"  # validation accuracy after each epoch
+VAL_ACC, TEST_ACC, TRAIN_ACC, TRAIN_LOSS = "val_acc", "test_acc", "train_acc", "train_loss"
+CHECKPOINT = "checkpoint"  # absolute path of the best-epoch checkpoint
+SECONDS, TIMING = "seconds", "timing"
+PRUNE = "prune"  # pruning curve: one record per FLOPs cut (study configs with [prune])
+ERROR = "error"  # first line of the exception that failed it
+
+# what a duplicate copies from the trial it repeats
+RESULT = (LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE, VAL_ACC, TEST_ACC, TRAIN_ACC, TRAIN_LOSS, CHECKPOINT, CURVE,
+          CONSTRAINT, STOPPED_AT, PRUNE)
+
+# ---- study user attributes --------------------------------------------------------------------------------------
+IDENTITY = "resnas"  # what makes two invocations the same study: space, objectives, mode, data, train (and seeds)
+SEARCH_CONFIG = "search_config"
+STUDY_CONFIG = "study_config"  # a study config's description, claim, report settings and published numbers
+PRUNE_PREFIX = "prune:"  # prune:<trial>: the record of pruning that Pareto checkpoint
+
+OBJECTIVES = {VAL_ACC: True, MFLOPS: False, PARAMS: False, LATENCY_MS: False}  # name -> maximise?
+DEFAULT_OBJECTIVES = (VAL_ACC, MFLOPS)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+KINDS = ("complete", "stopped early", "failed", "rejected", "duplicate", "surplus", "running")
+
+
+# ---- trials ----------------------------------------------------------------------------------------------------
+
+def counts(t: FrozenTrial) -> bool:
+    """Does this trial count against the budget (it evaluated a new architecture)?"""
+    return not any(k in t.user_attrs for k in (DUPLICATE_OF, REJECTED, SURPLUS))
+
+
+def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count against the budget: new architectures, less failed attempts that were retried
+    (a trial whose worker died is failed through heartbeats and re-run as a copy; only the copy counts)."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return [t for t in trials if counts(t) and not (t.state == TrialState.FAIL and t.number in retried)]
+
+
+def stopped_early(t: FrozenTrial) -> bool:
+    """Stopped by MO-ASHA (completed with its rung accuracy) or by an Optuna pruner (scalar mode)."""
+    return t.state == TrialState.PRUNED or STOPPED_AT in t.user_attrs
+
+
+def constraint_values(t: FrozenTrial) -> list[float]:
+    return list(t.user_attrs.get(CONSTRAINT, [0.0, 0.0, 0.0]))
+
+
+def feasible(t: FrozenTrial) -> bool:
+    return all(v <= 0 for v in constraint_values(t))
+
+
+def fully_trained(t: FrozenTrial) -> bool:
+    """Completed to the last epoch, within the constraints, and not a copy: what may stand on the front."""
+    return t.state == TrialState.COMPLETE and counts(t) and VAL_ACC in t.user_attrs and feasible(t)
+
+
+def trial_kind(t: FrozenTrial) -> str:
+    """One of KINDS: how the report and the summary classify a trial."""
+    if SURPLUS in t.user_attrs:
+        return "surplus"
+    if DUPLICATE_OF in t.user_attrs:
+        return "duplicate"
+    if REJECTED in t.user_attrs:
+        return "rejected"
+    if stopped_early(t):
+        return "stopped early"
+    return {TrialState.COMPLETE: "complete", TrialState.FAIL: "failed"}.get(t.state, "running")
+
+
+def pareto_trials(trials: list[FrozenTrial], objectives: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The non-dominated fully trained trials, cheapest first, each as the summary a user reads."""
+    pool = [t for t in trials if fully_trained(t) and all(o in t.user_attrs for o in objectives)]
+    points = [to_minimise([t.user_attrs[o] for o in objectives], [OBJECTIVES[o] for o in objectives]) for t in pool]
+    front = sorted((pool[i] for i in pareto_front(points)), key=lambda t: t.user_attrs[MFLOPS])
+    return [front_entry(t) for t in front]
+
+
+def front_entry(t: FrozenTrial) -> dict[str, Any]:
+    a = t.user_attrs
+    return {"trial": t.number, "arch": a[ARCH], "val_acc": a[VAL_ACC], "test_acc": a.get(TEST_ACC),
+            "mflops": a[MFLOPS], "params": a[PARAMS], "latency_ms": a.get(LATENCY_MS),
+            "latency_device": a.get(LATENCY_DEVICE), "checkpoint": a.get(CHECKPOINT),
+            "spec": ArchSpec.from_json(a[SPEC]).to_dict()}
+
+
+def error_lines(trials: list[FrozenTrial], limit: int = 10) -> list[str]:
+    return [f"trial {t.number}: {t.user_attrs[ERROR]}" for t in trials if ERROR in t.user_attrs][:limit]
+
+
+# ---- studies ---------------------------------------------------------------------------------------------------
+
+def study_objectives(study: optuna.Study) -> tuple[str, ...]:
+    return tuple(study.user_attrs.get(IDENTITY, {}).get("objectives", DEFAULT_OBJECTIVES))
+
+
+def study_identity(study: optuna.Study) -> dict[str, Any] | None:
+    return study.user_attrs.get(IDENTITY)
+
+
+def is_grid(study: optuna.Study) -> bool:
+    return study.user_attrs.get(SEARCH_CONFIG, {}).get("sampler") == "grid"
+
+
+def prune_records(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """trial -> the record of pruning its Pareto checkpoint (`resnas prune --study ... --pareto`)."""
+    return {int(k.removeprefix(PRUNE_PREFIX)): v for k, v in study.user_attrs.items() if k.startswith(PRUNE_PREFIX)}
+
+
+def set_prune_record(study: optuna.Study, trial: int, record: dict[str, Any]) -> None:
+    study.set_user_attr(f"{PRUNE_PREFIX}{trial}", record)

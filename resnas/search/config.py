@@ -1,0 +1,97 @@
+"""SearchConfig: what a search is asked to do, validated on construction. Its defaults are the CLI's defaults."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..errors import UserError
+from ..importance import criterion
+from ..records import DEFAULT_OBJECTIVES, OBJECTIVES
+from ..spaces import Space
+
+SAMPLERS = ("nsga2", "tpe", "random", "grid")
+PRUNERS = ("sha", "hyperband", "median", "none")
+MODES = ("pareto", "scalar")
+EPOCHS = 9  # a search trial's maximum epochs unless told otherwise (TrainConfig's own default is for one model)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    space: str = "wrn"
+    budget: int = 50  # architectures evaluated (duplicates and constraint rejections do not count)
+    study: str | None = None  # default: derived from the space and dataset
+    out_dir: str = "studies"
+    storage: str | None = None  # an Optuna RDB URL; default sqlite under out_dir/study
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    mode: str = "pareto"  # "pareto": multi-objective; "scalar": MnasNet reward acc * (mflops / target) ** w
+    sampler: str = "nsga2"  # "grid": every architecture of the space (times `seeds`), in random order
+    seed: int = 0
+    seeds: tuple[int, ...] = ()  # training seeds: each architecture is trained once per seed (repeats)
+    early_stopping: bool = True
+    eta: int = 3
+    min_epochs: int = 1
+    pruner: str = "sha"  # scalar mode only: Optuna's own pruners
+    target_mflops: float = 10.0  # scalar mode
+    reward_exponent: float = -0.07  # scalar mode (MnasNet's w)
+    max_mflops: float | None = None
+    max_params: float | None = None
+    max_latency_ms: float | None = None
+    timeout: float | None = None  # seconds of wall time for this invocation
+    workers: int = 1
+    latency_batch_size: int = 1
+    heartbeat: int = 10  # seconds between a running trial's heartbeats; stale after 3 missed
+    prune_ratios: tuple[float, ...] = ()  # prune each fully trained model at these FLOPs cuts (and record it)
+    prune_criterion: str = "norm"
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise UserError(f"budget must be an integer >= 1 (trials to evaluate), got {self.budget}")
+        if self.heartbeat < 1:
+            raise UserError(f"heartbeat must be an integer >= 1 (seconds), got {self.heartbeat}")
+        if self.workers < 1:
+            raise UserError(f"workers must be >= 1, got {self.workers}")
+        if self.mode not in MODES:
+            raise UserError(f"objective mode must be pareto or scalar, got {self.mode!r}")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.pruner not in PRUNERS:
+            raise UserError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds must be distinct, got {list(self.seeds)}")
+        if not all(0 < r < 1 for r in self.prune_ratios):
+            raise UserError(f"prune ratios are FLOPs cuts in (0, 1), got {list(self.prune_ratios)}")
+        criterion(self.prune_criterion)
+        bad = [o for o in self.objectives if o not in OBJECTIVES]
+        if bad or not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise UserError(f"objectives must be distinct names from {', '.join(OBJECTIVES)}, got "
+                            f"{','.join(self.objectives)!s}")
+        if "val_acc" not in self.objectives:
+            raise UserError("objectives must include val_acc (a search for the cheapest untrained net is pointless)")
+        if self.study is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.study):
+            raise UserError(f"study name {self.study!r} is not allowed; use letters, digits, '.', '_' and '-' "
+                            "(no path separators)")
+        for name in ("max_mflops", "max_params", "max_latency_ms", "timeout", "target_mflops"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise UserError(f"{name.replace('_', '-')} must be > 0, got {v}")
+
+    def study_name(self, dataset: str) -> str:
+        if self.study:
+            return self.study
+        space = Path(self.space).stem if self.space.endswith(".toml") else self.space
+        data = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset.replace("imagefolder:", "folder-")).strip("-")
+        return space if dataset == "digits" else f"{space}-{data}"
+
+    def study_dir(self, dataset: str) -> Path:
+        return Path(self.out_dir) / self.study_name(dataset)
+
+    def constrained(self) -> bool:
+        return any((self.max_mflops, self.max_params, self.max_latency_ms))
+
+    def fitted_to(self, space: Space) -> SearchConfig:
+        """A grid study ends with its grid: its budget is at most the grid's size (times the seeds)."""
+        if self.sampler != "grid":
+            return self
+        return replace(self, budget=min(self.budget, space.size() * max(1, len(self.seeds))))

@@ -1,0 +1,161 @@
+"""The search loop: run trials until the budget is met, in this process and in worker processes, sharing one
+study; a worker that dies is noticed through heartbeats and its trial retried."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+import torch
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from .. import records as R
+from ..data import DataConfig
+from ..errors import UserError
+from ..fit import Fit, fit
+from ..spaces import load_space
+from ..train import TrainConfig, pick_device
+from .config import SearchConfig
+from .study import create_study, storage_url
+from .summary import SearchResult, summarise
+from .trial import TrialRunner, fail_stale
+
+
+def run_search(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, *,
+               device: str = "auto", progress: bool = False, info: dict[str, Any] | None = None,
+               fit: Fit = fit) -> SearchResult:
+    """Run (or resume) a study until `config.budget` architectures have been evaluated or time runs out.
+    `info` (a study config's description, claim, report settings and published numbers) is kept with the study;
+    `fit` trains one architecture (a benchmark may pass one that replays recorded curves)."""
+    start = time.perf_counter()
+    space = load_space(config.space)
+    config = config.fitted_to(space)
+    dev = pick_device(device)
+    url = storage_url(config, data_config)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = create_study(config, train_config, data_config, space, url, info=info)
+    runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit)
+    procs = _start_workers(config, train_config, data_config, url, dev)
+    bar = _ProgressBar(config.budget, study) if progress else None
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupted = False
+    try:
+        _optimize(study, runner, config, bar.update_from if bar else None, config.timeout)
+        for p in procs:
+            p.join(None if config.timeout is None else max(1.0, config.timeout - (time.perf_counter() - start)))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(30)
+        if bar:
+            bar.close()
+    result = summarise(study, config.objectives, url, time.perf_counter() - start)
+    result.interrupted = interrupted
+    return result
+
+
+def _start_workers(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, url: str,
+                   dev: torch.device) -> list[mp.Process]:
+    """Workers 1..N-1 as spawned processes (this process is worker 0), the cores split between them."""
+    if config.workers == 1:
+        return []
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    torch.set_num_threads(threads)
+    n_gpu = torch.cuda.device_count() if dev.type == "cuda" else 0
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, daemon=True,
+                         args=(config, train_config, data_config, url, w, f"cuda:{w % n_gpu}" if n_gpu else str(dev),
+                               threads))
+             for w in range(1, config.workers)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, url: str,
+                 worker: int, device: str, threads: int) -> None:
+    """Entry point of an extra worker process (spawned): the same loop as the main process, quietly."""
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = load_space(config.space)
+    config = config.fitted_to(space)
+    study = create_study(config, train_config, data_config, space, url, worker)
+    runner = TrialRunner(config, train_config, data_config, space, pick_device(device))
+    with contextlib.suppress(KeyboardInterrupt):
+        _optimize(study, runner, config, None, config.timeout)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
+              on_trial: Callable[[list[FrozenTrial]], None] | None, timeout: float | None = None) -> None:
+    """Run trials until the budget is met. While the last slots are being trained elsewhere, wait (failing stale
+    trials, so that a dead worker's trial is retried) rather than start a trial that would be surplus."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    cap = 20 * config.budget  # duplicates and rejections do not count: an exhausted space still ends
+    hiccups = 0
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            trials = study.get_trials(deepcopy=False)
+            if on_trial:
+                on_trial(trials)
+            counted = R.budget_trials(trials)
+            finished = sum(t.state in R.FINISHED for t in counted)
+            running = sum(t.state == TrialState.RUNNING for t in counted)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if finished >= config.budget or len(trials) >= cap:
+                return
+            if finished + running >= config.budget and not waiting:
+                time.sleep(min(5.0, config.heartbeat))
+                fail_stale(study)
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(runner, n_trials=1, catch=(Exception,))
+            hiccups = 0
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # our trial was failed as stale (we were cut off from the storage) and is retried elsewhere
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as e:
+            # the database went away (a restart, a network blip): the pool reconnects on the next use; the trial
+            # that was running is failed through its heartbeat and retried
+            hiccups += 1
+            if hiccups > 8:
+                raise UserError(f"lost the study's storage: {str(e).splitlines()[0][:200]}") from None
+            time.sleep(min(30.0, 2.0 ** hiccups))
+
+
+class _ProgressBar:
+    """A tqdm bar over the budget, with the counts of each kind of trial and the best accuracy so far."""
+
+    def __init__(self, budget: int, study: optuna.Study) -> None:
+        self.bar = tqdm(total=budget, desc=f"search {study.study_name}", unit="trial", dynamic_ncols=True)
+        self.update_from(study.get_trials(deepcopy=False))
+
+    def update_from(self, trials: list[FrozenTrial]) -> None:
+        counted = [t for t in R.budget_trials(trials) if t.state in R.FINISHED]
+        accs = [t.user_attrs[R.VAL_ACC] for t in counted if R.VAL_ACC in t.user_attrs]
+        self.bar.n = len(counted)
+        self.bar.set_postfix(pruned=sum(R.stopped_early(t) for t in counted),
+                             failed=sum(t.state == TrialState.FAIL for t in counted),
+                             rejected=sum(R.REJECTED in t.user_attrs for t in trials),
+                             best=f"{max(accs):.4f}" if accs else "-", refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()

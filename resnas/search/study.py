@@ -1,0 +1,93 @@
+"""The Optuna study of a search: where it is stored, its sampler and pruner, and the identity that decides whether
+a later invocation resumes it or is refused (resuming with other settings would mix incomparable trials)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from .. import records
+from ..config import to_table
+from ..data import DataConfig
+from ..errors import UserError
+from ..spaces import Space
+from ..storage import open_storage
+from ..train import TrainConfig
+from .config import SearchConfig
+
+
+def storage_url(config: SearchConfig, data_config: DataConfig) -> str:
+    if config.storage:
+        return config.storage
+    path = config.study_dir(data_config.dataset) / "study.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path.resolve()}"
+
+
+def sampler(config: SearchConfig, worker: int, n_objectives: int, space: Space) -> optuna.samplers.BaseSampler:
+    seed = config.seed + 1000 * worker
+    constraints = records.constraint_values if config.constrained() else None
+    if config.sampler == "grid":
+        return optuna.samplers.GridSampler(space.grid(config.seeds), seed=seed)
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, config.budget // 5)),
+                                          constraints_func=constraints, multivariate=True)
+    if n_objectives == 1:  # NSGA-II is a multi-objective method; scalar mode falls back to TPE
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(6, config.budget // 5)),
+                                         constraints_func=constraints)
+
+
+def pruner(config: SearchConfig, epochs: int) -> optuna.pruners.BasePruner:
+    if config.mode != "scalar" or not config.early_stopping or config.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=config.min_epochs, max_resource=epochs,
+                                              reduction_factor=config.eta)
+    if config.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=config.eta, n_warmup_steps=config.min_epochs)
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=config.min_epochs, reduction_factor=config.eta)
+
+
+def identity(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space) -> dict:
+    """What makes two invocations the same study: resuming with any of it changed would mix incomparable trials."""
+    data = to_table(data_config)
+    data.pop("download")
+    ident = {"space": {"fixed": space.fixed, "choices": space.choices}, "objectives": list(config.objectives),
+             "mode": config.mode, "data": data, "train": to_table(train_config)}
+    if space.cells:  # only where used, so that studies created before cells and seeds existed still resume
+        ident["space"]["cells"] = list(space.cells)
+    if config.seeds:
+        ident["seeds"] = list(config.seeds)
+    return ident
+
+
+def create_study(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
+                 url: str, worker: int = 0, info: dict[str, Any] | None = None) -> optuna.Study:
+    """Create the study, or load it if it exists with the same identity."""
+    storage = open_storage(url, config.heartbeat)
+    name = config.study_name(data_config.dataset)
+    n_obj = 1 if config.mode == "scalar" else len(config.objectives)
+    directions = ["maximize"] if n_obj == 1 else \
+        ["maximize" if records.OBJECTIVES[o] else "minimize" for o in config.objectives]
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
+                                    sampler=sampler(config, worker, n_obj, space),
+                                    pruner=pruner(config, train_config.epochs))
+    except ValueError as e:  # directions differ from the stored study's
+        raise UserError(f"study {name!r} exists with other objectives ({e}); pass --study NEW_NAME") from None
+    ident = identity(config, train_config, data_config, space)
+    stored = records.study_identity(study)
+    if stored is None:
+        study.set_user_attr(records.IDENTITY, ident)
+        study.set_user_attr(records.SEARCH_CONFIG, to_table(config))
+        if info:
+            study.set_user_attr(records.STUDY_CONFIG, info)
+    elif stored != ident:
+        key = next(k for k in ident if stored.get(k) != ident[k])
+        raise UserError(f"study {name!r} was created with a different {key} ({stored.get(key)!r}); resume it "
+                        "with the same settings, or pass --study NEW_NAME")
+    return study

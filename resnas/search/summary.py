@@ -1,0 +1,43 @@
+"""What a search reports when it ends: counts of each kind of trial, the epochs it cost, and the Pareto front."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from .. import records as R
+
+
+@dataclass
+class SearchResult:
+    study: str
+    storage: str
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    n_rejected: int
+    n_duplicates: int
+    epochs_trained: int
+    seconds: float
+    pareto: list[dict]
+    interrupted: bool = False
+    errors: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarise(study: optuna.Study, objectives: tuple[str, ...], storage: str, seconds: float) -> SearchResult:
+    trials = study.get_trials(deepcopy=False)
+    counted = R.budget_trials(trials)
+    return SearchResult(
+        study=study.study_name, storage=storage,
+        n_complete=sum(t.state == TrialState.COMPLETE and not R.stopped_early(t) for t in counted),
+        n_pruned=sum(R.stopped_early(t) for t in counted),
+        n_failed=sum(t.state == TrialState.FAIL for t in counted),
+        n_rejected=sum(R.REJECTED in t.user_attrs for t in trials),
+        n_duplicates=sum(R.DUPLICATE_OF in t.user_attrs for t in trials),
+        epochs_trained=sum(len(t.user_attrs.get(R.CURVE, [])) for t in counted),
+        seconds=seconds, pareto=R.pareto_trials(trials, objectives), errors=R.error_lines(counted))

@@ -1,0 +1,188 @@
+"""One search trial: sample an architecture, check its cost, reuse a duplicate's result, time it, fit it under
+MO-ASHA (or an Optuna pruner), and record everything on the Optuna trial (names in `records`).
+
+The trainer is a parameter (`fit`), so a benchmark can replay recorded learning curves through this same code.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import replace
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from .. import records as R
+from ..asha import MOASHA
+from ..data import Data, DataConfig, load_data
+from ..fit import Fit, Fitted, fit, save
+from ..measure import analytic_cost, measure_latency
+from ..models import build
+from ..pareto import to_minimise
+from ..prune import prune_curve
+from ..spaces import Space
+from ..spec import ArchSpec, describe
+from ..train import EpochRecord, TrainConfig
+from .config import SearchConfig
+
+Values = float | list[float]
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail the running trials whose workers stopped sending heartbeats (they are retried)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+class TrialRunner:
+    """The objective function: one trial = sample, check cost, dedup, time, fit, evaluate, checkpoint."""
+
+    def __init__(self, config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
+                 device: torch.device, *, fit: Fit = fit, data: Data | None = None) -> None:
+        self.config, self.train_config, self.data_config, self.space = config, train_config, data_config, space
+        self.device, self.fit = device, fit
+        self.data = data if data is not None else load_data(data_config, device)
+        self.asha = MOASHA(train_config.epochs, config.eta, config.min_epochs) \
+            if config.mode == "pareto" and config.early_stopping else None
+        self.ckpt_dir = (config.study_dir(data_config.dataset) / "checkpoints").resolve()  # trials link absolutely
+
+    def __call__(self, trial: optuna.Trial) -> Values:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            trial.set_user_attr(R.ERROR, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500])
+            raise
+
+    def _values(self, attrs: dict[str, Any]) -> Values:
+        if self.config.mode == "scalar":
+            return self._reward(attrs[R.VAL_ACC], attrs[R.MFLOPS])
+        return [attrs[o] for o in self.config.objectives]
+
+    def _reward(self, acc: float, mflops: float) -> float:
+        return acc * (mflops / self.config.target_mflops) ** self.config.reward_exponent
+
+    def _run(self, trial: optuna.Trial) -> Values:
+        t_start = time.perf_counter()
+        c = self.config
+        done = [t for t in R.budget_trials(trial.study.get_trials(deepcopy=False))
+                if t.number != trial.number and t.state != TrialState.WAITING]
+        if len(done) >= c.budget:  # other workers have taken the last slots meanwhile
+            trial.set_user_attr(R.SURPLUS, True)
+            raise optuna.TrialPruned("budget already reached")
+        spec = self.space.sample(trial, in_channels=self.data.in_channels, num_classes=self.data.num_classes)
+        training = self.space.training(trial)
+        if c.seeds:
+            training["seed"] = trial.suggest_categorical("seed", list(c.seeds))
+        train_config = replace(self.train_config, **training)
+        cost = analytic_cost(spec, self.data.image_size)
+        attrs: dict[str, Any] = {R.SPEC: spec.to_json(), R.ARCH: describe(spec), R.MFLOPS: cost.mflops,
+                                 R.PARAMS: cost.params, R.TRAINING: training}
+        _record(trial, attrs)
+        violation = [cost.mflops - c.max_mflops if c.max_mflops else 0.0,
+                     cost.params - c.max_params if c.max_params else 0.0, 0.0]
+        if violation[0] > 0 or violation[1] > 0:
+            return self._reject(trial, attrs, violation)
+        if (reused := self._reuse(trial, attrs[R.SPEC], training)) is not None:
+            return reused
+        lat = measure_latency(build(spec), in_channels=spec.in_channels, input_size=self.data.image_size,
+                              batch_size=c.latency_batch_size, device=self.device, repeats=20, warmup=3)
+        attrs.update({R.LATENCY_MS: lat.latency_ms, R.LATENCY_P90_MS: lat.latency_p90_ms})
+        _record(trial, {R.LATENCY_MS: lat.latency_ms, R.LATENCY_P90_MS: lat.latency_p90_ms,
+                        R.LATENCY_DEVICE: lat.device})
+        if c.max_latency_ms and lat.latency_ms > c.max_latency_ms:
+            violation[2] = lat.latency_ms - c.max_latency_ms
+            return self._reject(trial, attrs, violation)
+        trial.set_user_attr(R.CONSTRAINT, violation)
+        t_fit = time.perf_counter()
+        fitted = self._fit(trial, spec, attrs, train_config)
+        if fitted.stopped_early:
+            # The trial completes with what it measured (its accuracy at the rung), so that the sampler learns from
+            # it: NSGA-II and TPE build on completed trials only, and with most trials pruned (no values) NSGA-II
+            # never left its random first generation. Only fully trained trials make the front.
+            return self._values({**attrs, R.VAL_ACC: fitted.result.history[-1].val_acc})
+        t_fitted = time.perf_counter()
+        if c.prune_ratios:
+            trial.set_user_attr(R.PRUNE, prune_curve(fitted.model, self.data, c.prune_ratios,
+                                                     criterion_name=c.prune_criterion))
+        path = save(fitted, self.ckpt_dir / f"trial-{trial.number:05d}.pt", train_config=train_config,
+                    data_config=self.data_config, metrics={R.LATENCY_MS: lat.latency_ms,
+                                                           R.LATENCY_DEVICE: lat.device},
+                    extra={"study": trial.study.study_name, "trial": trial.number})
+        # where the trial's time went: fit() (steps, per-epoch validation, final evaluation) against the rest
+        timing = {"total": time.perf_counter() - t_start, "train": t_fitted - t_fit,
+                  "steps": sum(r.seconds for r in fitted.result.history)}
+        attrs[R.VAL_ACC] = fitted.val_acc
+        _record(trial, {R.VAL_ACC: fitted.val_acc, R.TEST_ACC: fitted.test_acc, R.TRAIN_ACC: fitted.train_acc,
+                        R.TRAIN_LOSS: fitted.result.history[fitted.result.best_epoch - 1].train_loss,
+                        R.CHECKPOINT: str(path), R.SECONDS: timing["steps"], R.TIMING: timing})
+        return self._values(attrs)
+
+    def _reject(self, trial: optuna.Trial, attrs: dict[str, Any], violation: list[float]) -> Values:
+        names = [R.MFLOPS, R.PARAMS, R.LATENCY_MS]
+        why = ", ".join(f"{n} {attrs[n]:.4g} over the limit by {v:.4g}" for n, v in zip(names, violation, strict=True)
+                        if v > 0)
+        _record(trial, {R.REJECTED: why, R.CONSTRAINT: violation})
+        # the sampler sees an infeasible trial (constraints_func) and learns to avoid its region
+        return self._values({**attrs, R.VAL_ACC: 0.0, R.LATENCY_MS: attrs.get(R.LATENCY_MS, 0.0)})
+
+    def _reuse(self, trial: optuna.Trial, key: str, training: dict[str, Any]) -> Values | None:
+        """An architecture already trained in this study (with the same seed and training settings) is not trained
+        again: its result is copied."""
+        study = trial.study
+        while True:
+            same = [t for t in study.get_trials(deepcopy=False, states=R.FINISHED + (TrialState.RUNNING,))
+                    if t.number != trial.number and t.user_attrs.get(R.SPEC) == key and R.counts(t)
+                    and t.user_attrs.get(R.TRAINING, {}) == training]
+            if not same:
+                return None
+            done = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+            if done:
+                break
+            if all(t.state == TrialState.FAIL for t in same):
+                return None  # a failed attempt is worth another try (a crashed worker, say)
+            time.sleep(1.0)  # another worker is training it right now: wait for its result
+            fail_stale(study)  # ... unless that worker has died
+        first = min(done, key=lambda t: t.number)
+        trial.set_user_attr(R.DUPLICATE_OF, first.number)
+        _record(trial, {k: first.user_attrs[k] for k in R.RESULT if k in first.user_attrs})
+        if first.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(f"duplicate of trial {first.number}, which was stopped early")
+        return first.values[0] if self.config.mode == "scalar" else list(first.values)
+
+    def _fit(self, trial: optuna.Trial, spec: ArchSpec, attrs: dict[str, Any], train_config: TrainConfig) -> Fitted:
+        curve: list[float] = []
+        costs = [o for o in self.config.objectives if o != R.VAL_ACC]
+
+        def on_epoch(record: EpochRecord) -> bool:
+            curve.append(record.val_acc)
+            trial.set_user_attr(R.CURVE, curve)
+            epoch = record.epoch
+            if self.config.mode == "scalar":
+                trial.report(self._reward(record.val_acc, attrs[R.MFLOPS]), epoch)
+                if trial.should_prune():
+                    trial.set_user_attr(R.STOPPED_AT, epoch)
+                    raise optuna.TrialPruned(f"stopped at epoch {epoch}")
+            elif self.asha and epoch in self.asha.rungs():
+                maximise = [True] + [False] * len(costs)
+                mine = to_minimise([record.val_acc] + [attrs[o] for o in costs], maximise)
+                others = [to_minimise([t.user_attrs[R.CURVE][epoch - 1]] + [t.user_attrs[o] for o in costs],
+                                      maximise)
+                          for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number and R.counts(t)
+                          and len(t.user_attrs.get(R.CURVE, [])) >= epoch and all(o in t.user_attrs for o in costs)]
+                if not self.asha.continues(mine, others):
+                    trial.set_user_attr(R.STOPPED_AT, epoch)
+                    return True  # stop training; _run completes the trial with its rung accuracy
+            return False
+
+        return self.fit(spec, self.data, train_config, on_epoch=on_epoch, train_acc=True)
+
+
+def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for k, v in attrs.items():
+        trial.set_user_attr(k, v)
