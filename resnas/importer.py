@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .data import DataConfig
+from .data import DataConfig, load_data
 from .errors import UserError
 from .measure import analytic_cost, default_input_size
 from .models import ResNet, build
+from .presets import resolve
 from .spec import BOTTLENECK_EXPANSION, BOTTLENECK_KERNELS, ArchSpec, SpecError, describe
 
 WRAPPERS = ("state_dict", "model_state_dict", "model")  # {"state_dict": ...} and the like from training loops
@@ -223,8 +224,6 @@ def check_layout(state: dict[str, torch.Tensor], spec: ArchSpec, source: str) ->
 
 def _matched(spec: ArchSpec, arch: str, source: str) -> ArchSpec:
     """`spec` if the architecture the user named (a preset or an ArchSpec JSON file) agrees with it."""
-    from .presets import resolve
-
     want = resolve(arch, in_channels=spec.in_channels, num_classes=spec.num_classes)
     for field, value in want.to_dict().items():
         got = spec.to_dict()[field]
@@ -266,8 +265,6 @@ def check_out(out: Path, *, source: Path) -> None:
 
 def _check_data(spec: ArchSpec, config: DataConfig, source: str) -> int:
     """The image side the data comes at, once its channels and classes are known to fit the model."""
-    from .data import load_data
-
     data = load_data(config, "cpu")
     if (data.in_channels, data.num_classes) != (spec.in_channels, spec.num_classes):
         raise ImportError_(f"{source}: the model takes {spec.in_channels}-channel images and predicts "
