@@ -194,3 +194,22 @@ def test_bad_export_is_one_line_and_writes_nothing(case, tmp_path, monkeypatch):
                                                      **{k: v for k, v in kw.items() if k != "path"}})
     assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_cli_export_prints_the_constructor_or_one_error_line(tmp_path, capsys):
+    import json
+
+    from resnas.cli import main
+
+    saved(imagenet_resnet("resnet18", num_classes=10).replace(blocks=(1, 1, 2, 1)), tmp_path / "m.pt")
+    assert main(["export", str(tmp_path / "m.pt"), "--format", "torchvision", "--out", str(tmp_path / "m.pth")]) == 0
+    assert "model = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 2, 1], " \
+           "num_classes=10)" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "m.pt"), "--format", "torchscript", "--out", str(tmp_path / "m.ts"),
+                 "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) >= {"format", "out", "params", "mflops"}
+    saved(wrn(10, 1), tmp_path / "w.pt")
+    assert main(["export", str(tmp_path / "w.pt"), "--format", "torchvision", "--out", str(tmp_path / "w.pth")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "export --format onnx or torchscript instead" in err
+    assert not (tmp_path / "w.pth").exists()

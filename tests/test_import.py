@@ -293,3 +293,18 @@ def test_read_state_dict_refuses_a_foreign_value(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1), "epoch": 3}, path)
     with pytest.raises(UserError, match=r"'epoch' is not a tensor \(int\)"):
         read_state_dict(path)
+
+
+def test_cli_import_prints_one_json_object_or_one_error_line(tmp_path, capsys):
+    from resnas.cli import main
+
+    path = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), path)
+    assert main(["import", str(path), "--out", str(tmp_path / "r18.pt"), "--dataset", "synthetic", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["dataset"] == "synthetic" and record["layers"] == [2, 2, 2, 2] and record["input_size"] == 32
+    assert main(["import", str(path), "--out", str(tmp_path / "again.pt")]) == 0
+    assert "data none named (give --dataset" in capsys.readouterr().out
+    assert main(["import", str(path), "--out", str(tmp_path / "x.pt"), "--arch", "resnet50"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("resnas: error: ") and err.count("\n") == 1 and "--arch resnet50" in err

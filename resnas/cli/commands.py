@@ -9,7 +9,9 @@ from typing import Any
 
 from ..data import DataConfig
 from ..errors import UserError
+from ..export import export_checkpoint
 from ..fit import evaluate_file, train_file
+from ..importer import import_file
 from ..measure import analytic_cost, count_params, default_input_size, measure_latency, thop_mflops
 from ..models import build
 from ..presets import PRESET_PATTERNS, resolve
@@ -144,5 +146,20 @@ def report(args: argparse.Namespace) -> Record:
     return {k: result[k] for k in ("html", "csv", "cells_csv", "n_trials", "pareto_size", "png") if k in result}
 
 
+def import_(args: argparse.Namespace) -> Record:
+    data = given(DataConfig, args)
+    out = import_file(args.file, out=args.out, arch=args.arch, data_config=DataConfig(**data) if data else None)
+    if not args.json:
+        print(text.import_line(out))
+    return out
+
+
+def export(args: argparse.Namespace) -> Record:
+    out = export_checkpoint(args.checkpoint, format=args.format, out=args.out, opset=args.opset)
+    if not args.json:
+        print(text.export_line(out))
+    return out
+
+
 COMMANDS = {"spaces": spaces, "measure": measure, "train": train, "eval": evaluate, "search": search, "prune": prune,
-            "report": report}
+            "report": report, "import": import_, "export": export}

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..data import DATASETS, DataConfig
 from ..errors import UserError
+from ..export import FORMATS
 from ..importance import CRITERIA
 from ..presets import PRESET_PATTERNS
 from ..records import OBJECTIVES
@@ -146,6 +147,23 @@ def _prune(sub: Any) -> argparse.ArgumentParser:
     return s
 
 
+def _interop(sub: Any) -> None:
+    s = sub.add_parser("import", help="a torchvision/timm ResNet state_dict (.pth, .pt, .safetensors) as a resnas "
+                       "checkpoint")
+    s.add_argument("file", help="a state_dict in torchvision's ResNet layout (conv1, bn1, layer1.0.conv1, ..., fc)")
+    s.add_argument("--out", required=True, help="the resnas checkpoint to write")
+    s.add_argument("--arch", help="a preset or ArchSpec .json file the inferred architecture must match")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else there")
+    add_data(s)
+
+    s = sub.add_parser("export", help="a checkpoint as a torchvision state_dict, ONNX or TorchScript file")
+    s.add_argument("checkpoint")
+    s.add_argument("--format", required=True, choices=FORMATS)
+    s.add_argument("--out", required=True, help="the file to write (.pth or .safetensors for torchvision)")
+    s.add_argument("--opset", type=int, help="onnx: the ONNX opset to target; default the exporter's")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else there")
+
+
 def build_parser(commands: dict[str, Any]) -> Parser:
     """The whole parser; `commands` maps each subcommand's name to the function that runs it."""
     p = Parser(prog="resnas", description="Search and prune residual networks.")
@@ -179,6 +197,7 @@ def build_parser(commands: dict[str, Any]) -> Parser:
 
     _search(sub)
     _prune(sub)
+    _interop(sub)
 
     s = sub.add_parser("report", help="HTML report (plotly, self-contained) and CSV of a study")
     s.add_argument("study_name", nargs="?", metavar="STUDY", help="a study under --out-dir")
