@@ -34,7 +34,7 @@ LAYOUT = "conv1.weight, bn1.*, layer1.0.conv1.weight, ..., layerN.B.downsample.0
 _STEMS = {7: "imagenet", 3: "cifar"}
 
 
-class ImportError_(UserError):
+class StateDictError(UserError):
     """A state_dict file that cannot be read safely, or is not a ResNet resnas can express."""
 
 
@@ -44,7 +44,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a `.pt`/`.pth` (unpickled with `weights_only=True`) or `.safetensors` file, unwrapped."""
     path = Path(path)
     if not path.is_file():
-        raise ImportError_(f"{path}: no such file")
+        raise StateDictError(f"{path}: no such file")
     raw = _load_safetensors(path) if path.suffix == ".safetensors" else _load_torch(path)
     return _unwrap(raw, path)
 
@@ -55,39 +55,39 @@ def _load_torch(path: Path) -> Any:
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if found is None:
-            raise ImportError_(f"{path}: unreadable, truncated or corrupted (not a torch file)") from None
+            raise StateDictError(f"{path}: unreadable, truncated or corrupted (not a torch file)") from None
         hint = "save model.state_dict() instead" if re.match(r"(torch|torchvision|timm)\.", found[1]) else \
             "a state_dict holds only tensors"
-        raise ImportError_(f"{path}: refused, it holds Python objects that could run code when unpickled "
-                           f"(GLOBAL {found[1]}); {hint}") from None
+        raise StateDictError(f"{path}: refused, it holds Python objects that could run code when unpickled "
+                             f"(GLOBAL {found[1]}); {hint}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise ImportError_(f"{path}: unreadable, truncated or corrupted ({str(e).splitlines()[0][:120]})") from None
+        raise StateDictError(f"{path}: unreadable, truncated or corrupted ({str(e).splitlines()[0][:120]})") from None
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         from safetensors.torch import load_file
     except ImportError:
-        raise ImportError_(f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
-                           ) from None
+        raise StateDictError(f"{path}: reading .safetensors needs the safetensors package (pip install safetensors)"
+                             ) from None
     try:
         return load_file(path, device="cpu")
     except Exception as e:  # safetensors raises its own SafetensorError, a bare Exception subclass
-        raise ImportError_(f"{path}: unreadable, truncated or corrupted safetensors file ({str(e)[:120]})") from None
+        raise StateDictError(f"{path}: unreadable, truncated or corrupted safetensors file ({str(e)[:120]})") from None
 
 
 def _unwrap(raw: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(raw, dict) and raw.get("format") == checkpoint.FORMAT:
-        raise ImportError_(f"{path}: already a resnas checkpoint; eval, prune and export take it as it is")
+        raise StateDictError(f"{path}: already a resnas checkpoint; eval, prune and export take it as it is")
     if isinstance(raw, dict):
         raw = next((raw[k] for k in WRAPPERS if isinstance(raw.get(k), dict)), raw)
     if not isinstance(raw, dict) or not raw:
         what = "an empty dict" if isinstance(raw, dict) else f"a {type(raw).__name__}"
-        raise ImportError_(f"{path}: holds {what}, not a state_dict (a dict of parameter name -> tensor)")
+        raise StateDictError(f"{path}: holds {what}, not a state_dict (a dict of parameter name -> tensor)")
     for key, value in raw.items():
         if not isinstance(value, torch.Tensor):
-            raise ImportError_(f"{path}: {key!r} is not a tensor ({type(value).__name__}); expected a "
-                               "state_dict, or a dict with one under 'state_dict', 'model_state_dict' or 'model'")
+            raise StateDictError(f"{path}: {key!r} is not a tensor ({type(value).__name__}); expected a "
+                                 "state_dict, or a dict with one under 'state_dict', 'model_state_dict' or 'model'")
     state = dict(raw)
     while (prefix := next((p for p in PREFIXES if all(k.startswith(p) for k in state)), None)) is not None:
         state = {k[len(prefix):]: v for k, v in state.items()}
@@ -123,10 +123,10 @@ def _shape(t: torch.Tensor) -> str:
 
 def _need(state: dict[str, torch.Tensor], key: str, ndim: int, source: str) -> torch.Tensor:
     if key not in state:
-        raise ImportError_(f"{source}: no {key}; {_foreign(state, key)}")
+        raise StateDictError(f"{source}: no {key}; {_foreign(state, key)}")
     t = state[key]
     if t.ndim != ndim:
-        raise ImportError_(f"{source}: {key} has shape {_shape(t)}; a ResNet's has {ndim} dimensions")
+        raise StateDictError(f"{source}: {key} has shape {_shape(t)}; a ResNet's has {ndim} dimensions")
     return t
 
 
@@ -156,27 +156,28 @@ def infer_spec(state: dict[str, torch.Tensor], source: str) -> ArchSpec:
     fc = _need(state, "fc.weight", 2, source)
     blocks = _stage_blocks(state)
     if not blocks:
-        raise ImportError_(f"{source}: no layer1.0.* keys; {_foreign(state, 'layer1.0.conv1.weight')}")
+        raise StateDictError(f"{source}: no layer1.0.* keys; {_foreign(state, 'layer1.0.conv1.weight')}")
     if 0 in blocks:
-        raise ImportError_(f"{source}: layer{blocks.index(0) + 1} has no blocks; ResNet stages are layer1..layerN")
+        raise StateDictError(f"{source}: layer{blocks.index(0) + 1} has no blocks; ResNet stages are layer1..layerN")
     if stem.shape[-1] not in _STEMS:
-        raise ImportError_(f"{source}: conv1.weight has shape {_shape(stem)}; resnas imports a 7x7 stem "
-                           "(or a 3x3 one with --arch naming a spec whose stem is cifar)")
+        raise StateDictError(f"{source}: conv1.weight has shape {_shape(stem)}; resnas imports a 7x7 stem "
+                             "(or a 3x3 one with --arch naming a spec whose stem is cifar)")
     bottleneck = "layer1.0.conv3.weight" in state
     last = "conv3" if bottleneck else "conv2"
     widths, ks = [], []
     for s in range(len(blocks)):
         out = _need(state, f"layer{s + 1}.0.{last}.weight", 4, source).shape[0]
         inner = _need(state, f"layer{s + 1}.0.conv1.weight", 4, source).shape[0]
-        if bottleneck and (out % BOTTLENECK_EXPANSION or inner % (out // BOTTLENECK_EXPANSION)):
-            raise ImportError_(f"{source}: layer{s + 1}.0 expands {inner} -> {out} channels; a bottleneck expands "
-                               f"4x its base width (and widens its inner convs by an integer k)")
+        if bottleneck and (out < BOTTLENECK_EXPANSION or out % BOTTLENECK_EXPANSION
+                           or inner % (out // BOTTLENECK_EXPANSION)):
+            raise StateDictError(f"{source}: layer{s + 1}.0 expands {inner} -> {out} channels; a bottleneck expands "
+                                 f"4x its base width (and widens its inner convs by an integer k)")
         widths.append(out // BOTTLENECK_EXPANSION if bottleneck else out)
         ks.append(inner // widths[-1] if bottleneck else 1)
     if len(set(ks)) > 1:
         s = next(i for i, k in enumerate(ks) if k != ks[0])
-        raise ImportError_(f"{source}: layer{s + 1} is widened {ks[s]}x but layer1 {ks[0]}x; resnas widens every "
-                           "stage by one factor k")
+        raise StateDictError(f"{source}: layer{s + 1} is widened {ks[s]}x but layer1 {ks[0]}x; resnas widens every "
+                             "stage by one factor k")
     try:
         return ArchSpec(blocks=tuple(blocks), widths=tuple(widths), k=ks[0],
                         block="bottleneck" if bottleneck else "basic",
@@ -184,7 +185,7 @@ def infer_spec(state: dict[str, torch.Tensor], source: str) -> ArchSpec:
                         stem=_STEMS[stem.shape[-1]], stem_width=stem.shape[0], in_channels=stem.shape[1],
                         num_classes=fc.shape[0])
     except SpecError as e:
-        raise ImportError_(f"{source}: {e} (from conv1.weight {_shape(stem)}, fc.weight {_shape(fc)})") from None
+        raise StateDictError(f"{source}: {e} (from conv1.weight {_shape(stem)}, fc.weight {_shape(fc)})") from None
 
 
 def _hint(key: str, t: torch.Tensor, want: torch.Size | None = None) -> str:
@@ -208,17 +209,17 @@ def check_layout(state: dict[str, torch.Tensor], spec: ArchSpec, source: str) ->
     to_resnas = {tv: key for key, tv in torchvision_keys(model).items()}
     for key, t in state.items():
         if key not in to_resnas:
-            raise ImportError_(f"{source}: unexpected key {key}{_hint(key, t, None)}; {describe(spec)} in "
-                               f"torchvision's layout has no such tensor")
+            raise StateDictError(f"{source}: unexpected key {key}{_hint(key, t, None)}; {describe(spec)} in "
+                                 f"torchvision's layout has no such tensor")
         want = shapes[to_resnas[key]].shape
         if t.shape != want:
             hint = _hint(key, t, want if spec.block == "bottleneck" else None)
-            raise ImportError_(f"{source}: {key} has shape {_shape(t)} but {describe(spec)} needs "
-                               f"({', '.join(map(str, want))}){hint}")
+            raise StateDictError(f"{source}: {key} has shape {_shape(t)} but {describe(spec)} needs "
+                                 f"({', '.join(map(str, want))}){hint}")
     missing = [k for k in to_resnas if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
-        raise ImportError_(f"{source}: {missing[0]} is missing{_hint(missing[0], torch.empty(0))}; "
-                           f"{describe(spec)} needs it")
+        raise StateDictError(f"{source}: {missing[0]} is missing{_hint(missing[0], torch.empty(0))}; "
+                             f"{describe(spec)} needs it")
     return to_resnas
 
 
@@ -228,8 +229,8 @@ def _matched(spec: ArchSpec, arch: str, source: str) -> ArchSpec:
     for field, value in want.to_dict().items():
         got = spec.to_dict()[field]
         if got != value and field not in ("zero_init_residual", "dropout"):
-            raise ImportError_(f"{source}: --arch {arch} does not match the file: {field} is {value} in {arch} "
-                               f"but {got} in the file")
+            raise StateDictError(f"{source}: --arch {arch} does not match the file: {field} is {value} in {arch} "
+                                 f"but {got} in the file")
     return want.replace(zero_init_residual=False)
 
 
@@ -240,9 +241,9 @@ def checkpoint_from_state_dict(state: dict[str, torch.Tensor], *, source: str = 
     if arch is not None:
         spec = _matched(spec, arch, source)
     elif spec.stem == "cifar":
-        raise ImportError_(f"{source}: conv1.weight is a 3x3 conv, whose stride and following max pool are not in "
-                           "the state_dict; if it runs at stride 1 without max pool (the usual CIFAR change), pass "
-                           "--arch SPEC.json with \"stem\": \"cifar\"")
+        raise StateDictError(f"{source}: conv1.weight is a 3x3 conv, whose stride and following max pool are not in "
+                             "the state_dict; if it runs at stride 1 without max pool (the usual CIFAR change), pass "
+                             "--arch SPEC.json with \"stem\": \"cifar\"")
     to_resnas = check_layout(state, spec, source)
     weights = {}
     for tv, key in to_resnas.items():
@@ -256,20 +257,20 @@ def checkpoint_from_state_dict(state: dict[str, torch.Tensor], *, source: str = 
 def check_out(out: Path, *, source: Path) -> None:
     """Refuse an output path before anything is computed or written: nothing is created on any failure."""
     if not out.parent.is_dir():
-        raise ImportError_(f"--out {out}: folder {out.parent} does not exist; create it or name another")
+        raise UserError(f"--out {out}: folder {out.parent} does not exist; create it or name another")
     if out.is_dir():
-        raise ImportError_(f"--out {out} is a folder; name a file in it")
+        raise UserError(f"--out {out} is a folder; name a file in it")
     if out.resolve() == source.resolve():
-        raise ImportError_(f"--out {out} is the input file; write to a new file")
+        raise UserError(f"--out {out} is the input file; write to a new file")
 
 
 def _check_data(spec: ArchSpec, config: DataConfig, source: str) -> int:
     """The image side the data comes at, once its channels and classes are known to fit the model."""
     data = load_data(config, "cpu")
     if (data.in_channels, data.num_classes) != (spec.in_channels, spec.num_classes):
-        raise ImportError_(f"{source}: the model takes {spec.in_channels}-channel images and predicts "
-                           f"{spec.num_classes} classes, but {config.dataset} has {data.in_channels}-channel images "
-                           f"in {data.num_classes} classes; name the data it was trained on")
+        raise StateDictError(f"{source}: the model takes {spec.in_channels}-channel images and predicts "
+                             f"{spec.num_classes} classes, but {config.dataset} has {data.in_channels}-channel images "
+                             f"in {data.num_classes} classes; name the data it was trained on")
     return data.image_size
 
 
