@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +59,9 @@ def _load_torch(path: Path) -> Any:
             "a state_dict holds only tensors"
         raise StateDictError(f"{path}: refused, it holds Python objects that could run code when unpickled "
                              f"(GLOBAL {found[1]}); {hint}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise StateDictError(f"{path}: unreadable, truncated or corrupted ({str(e).splitlines()[0][:120]})") from None
+    except Exception as e:  # random bytes also raise IndexError and KeyError from inside the weights-only unpickler
+        first = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise StateDictError(f"{path}: unreadable, truncated or corrupted ({first})") from None
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

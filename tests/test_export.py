@@ -175,6 +175,7 @@ BAD = {
     "opset-for-torchscript": ({"format": "torchscript", "opset": 17}, "--opset applies to onnx only"),
     "missing-checkpoint": ({"path": "nope.pt"}, "checkpoint nope.pt: no such file"),
     "plain-state-dict": ({"path": "plain.pth"}, "not a resnas checkpoint (it holds a plain state_dict)"),
+    "unpickler-breaking-bytes": ({"path": "broken.pt"}, "checkpoint broken.pt: unreadable, truncated or corrupted"),
     "onnx-missing": ({"format": "onnx"}, "exporting to onnx needs the onnxscript package: pip install "
                                          "'resnas[export]'"),
 }
@@ -185,6 +186,7 @@ def test_bad_export_is_one_line_and_writes_nothing(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     saved(resnet(8), tmp_path / "m.pt")
     torch.save(build(resnet(8)).state_dict(), tmp_path / "plain.pth")
+    (tmp_path / "broken.pt").write_bytes(b"\x80\x02" + b"e" * 64)  # IndexError inside the weights-only unpickler
     if case == "onnx-missing":
         monkeypatch.setitem(sys.modules, "onnxscript", None)  # what an install without the extra looks like
     before = sorted(p.name for p in tmp_path.rglob("*"))

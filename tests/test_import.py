@@ -215,6 +215,8 @@ def _write_bad(case: str, tmp_path, good) -> tuple[str, dict]:
         bad.write_bytes(path.read_bytes()[:4000])
     elif case == "garbage":
         bad.write_bytes(os.urandom(3000))
+    elif case == "garbage-that-breaks-the-unpickler":  # raises IndexError inside torch's weights-only unpickler
+        bad.write_bytes(b"\x80\x02" + b"e" * 64)
     elif case == "hostile-pickle":
         torch.save({"conv1.weight": Evil()}, bad)
     elif case == "whole-model":
@@ -252,6 +254,7 @@ BAD = {
     "missing-file": "nothing-here.pth: no such file",
     "truncated": "truncated.pth: unreadable, truncated or corrupted",
     "garbage": "garbage.pth: unreadable, truncated or corrupted",
+    "garbage-that-breaks-the-unpickler": "garbage-that-breaks-the-unpickler.pth: unreadable, truncated or corrupted",
     "hostile-pickle": "refused, it holds Python objects that could run code when unpickled (GLOBAL posix.system)",
     "whole-model": "(GLOBAL torchvision.models.resnet.ResNet); save model.state_dict() instead",
     "non-resnet": "no conv1.weight; not a ResNet in torchvision's layout (its first key is 'features.0.weight'",
@@ -308,3 +311,16 @@ def test_cli_import_prints_one_json_object_or_one_error_line(tmp_path, capsys):
     assert main(["import", str(path), "--out", str(tmp_path / "x.pt"), "--arch", "resnet50"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("resnas: error: ") and err.count("\n") == 1 and "--arch resnet50" in err
+
+
+def test_cli_measures_an_imported_checkpoint_at_its_data_size(tmp_path, capsys):
+    from resnas.cli import main
+
+    torch.save(ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10).state_dict(), tmp_path / "tiny.pth")
+    import_file(tmp_path / "tiny.pth", out=tmp_path / "tiny.pt", data_config=DataConfig(dataset="synthetic"))
+    assert main(["measure", str(tmp_path / "tiny.pt"), "--repeats", "2", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["input_size"] == 32 and record["spec"]["blocks"] == [1, 1, 1, 1]
+    assert record["mflops"] == pytest.approx(record["analytic_mflops"])
+    assert main(["measure", str(tmp_path / "tiny.pth"), "--repeats", "2"]) == 2
+    assert "resnas import makes one of a torchvision state_dict" in capsys.readouterr().err

@@ -79,7 +79,8 @@ def add_train(p: argparse.ArgumentParser, epochs: int) -> None:
 
 def _arch_args(p: argparse.ArgumentParser, positional: bool) -> None:
     if positional:
-        p.add_argument("arch", nargs="?", help=f"a preset ({PRESET_PATTERNS}) or an ArchSpec .json file")
+        p.add_argument("arch", nargs="?", help=f"a preset ({PRESET_PATTERNS}), an ArchSpec .json file or a "
+                       "checkpoint")
     p.add_argument("--preset", help="a preset name, e.g. wrn-16-2 (adapted to the dataset's channels and classes)")
     p.add_argument("--spec", help="ArchSpec JSON file")
 
@@ -173,7 +174,7 @@ def build_parser(commands: dict[str, Any]) -> Parser:
     s.add_argument("names", nargs="*", help="spaces to show (names or .toml paths); default all shipped")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("measure", help="params, MFLOPs and latency of a preset or a spec JSON file")
+    s = sub.add_parser("measure", help="params, MFLOPs and latency of a preset, a spec JSON file or a checkpoint")
     _arch_args(s, positional=True)
     s.add_argument("--input-size", type=int, help="image side; default 32 (CIFAR stem) or 224 (ImageNet stem)")
     s.add_argument("--in-channels", type=int)
