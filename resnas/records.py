@@ -20,6 +20,7 @@ MFLOPS, PARAMS = "mflops", "params"
 TRAINING = "training"  # TrainConfig fields the space varied (e.g. seed, block_sparsity)
 LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE = "latency_ms", "latency_p90_ms", "latency_device"
 CONSTRAINT = "constraint"  # [mflops, params, latency_ms] over their limits (<= 0: feasible)
+CONSTRAINED = (MFLOPS, PARAMS, LATENCY_MS)  # the order of CONSTRAINT's values (and Optuna's constraint names)
 REJECTED = "rejected"  # why a constraint rejected it (not trained)
 DUPLICATE_OF = "duplicate_of"  # the trial whose result this one copied
 SURPLUS = "surplus"  # started after other workers filled the budget
@@ -39,6 +40,7 @@ RESULT = (LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE, VAL_ACC, TEST_ACC, TRAIN_A
 IDENTITY = "resnas"  # what makes two invocations the same study: space, objectives, mode, data, train (and seeds)
 SEARCH_CONFIG = "search_config"
 STUDY_CONFIG = "study_config"  # a study config's description, claim, report settings and published numbers
+SPLIT_SIZES = "split_sizes"  # images in each split: {"train": n, "val": n, "test": n}
 PRUNE_PREFIX = "prune:"  # prune:<trial>: the record of pruning that Pareto checkpoint
 
 OBJECTIVES = {VAL_ACC: True, MFLOPS: False, PARAMS: False, LATENCY_MS: False}  # name -> maximise?
@@ -124,6 +126,10 @@ def study_identity(study: optuna.Study) -> dict[str, Any] | None:
 
 def is_grid(study: optuna.Study) -> bool:
     return study.user_attrs.get(SEARCH_CONFIG, {}).get("sampler") == "grid"
+
+
+def split_sizes(study: optuna.Study) -> dict[str, int]:
+    return study.user_attrs.get(SPLIT_SIZES, {})
 
 
 def prune_records(study: optuna.Study) -> dict[int, dict[str, Any]]:

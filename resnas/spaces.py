@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import shipped
 from .errors import UserError
 from .spec import BOTTLENECK_KERNELS, ArchSpec, SpecError, _coerce
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR = shipped.folder("spaces")
 _FIELDS = [f.name for f in dataclasses.fields(ArchSpec) if f.name not in ("in_channels", "num_classes")]
 _PER_STAGE = {"blocks_per_stage": "blocks", "widths_per_stage": "widths"}
 TRAIN_CHOICES = ("block_sparsity",)  # TrainConfig fields a space may vary

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import shipped
 from .config import from_table
 from .data import DataConfig
 from .errors import UserError
@@ -29,7 +30,7 @@ from .search import SearchConfig
 from .spaces import SPACE_KEYS, Space, load_space, read_toml, resolve_toml, shipped_in, space_from_doc
 from .train import TrainConfig
 
-STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+STUDIES_DIR = shipped.folder("studies")
 SECTIONS = {"description": str, "claim": str, "search": dict, "train": dict, "data": dict, "prune": dict,
             "report": dict, "paper": list, "fixed": dict, "choices": dict, "cells": list}
 REPORT_KEYS = ("x", "series")

@@ -42,6 +42,7 @@ def test_old_study_reads(old_study):
 def test_old_study_reports(old_study):
     data = collect(open_study("tiny", out_dir=old_study / "studies"))
     assert set(data.front["trial"]) == {1, 3, 7} and len(data.pruning) == 2
+    assert (data.val_images, data.test_images) == (216, 360)  # not recorded then: read off the accuracies
     result = write_report("tiny", out_dir=str(old_study / "studies"), reports_dir=str(old_study / "reports"))
     assert result["n_trials"] == 8 and result["pareto_size"] == 3 and Path(result["html"]).is_file()
 
@@ -54,3 +55,4 @@ def test_old_study_resumes(old_study, monkeypatch):
     study = open_study("tiny", out_dir=old_study / "studies")
     assert len(records.budget_trials(study.get_trials())) == 8
     assert result.n_complete + result.n_pruned + result.n_failed == 8
+    assert records.split_sizes(study) == {"train": 1221, "val": 216, "test": 360}  # recorded from now on

@@ -8,6 +8,7 @@ import argparse
 from dataclasses import fields
 from typing import Any
 
+from .. import __version__
 from ..data import DATASETS, DataConfig
 from ..errors import UserError
 from ..export import FORMATS
@@ -168,6 +169,7 @@ def _interop(sub: Any) -> None:
 def build_parser(commands: dict[str, Any]) -> Parser:
     """The whole parser; `commands` maps each subcommand's name to the function that runs it."""
     p = Parser(prog="resnas", description="Search and prune residual networks.")
+    p.add_argument("--version", action="version", version=f"resnas {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     s = sub.add_parser("spaces", help="list the shipped search spaces, their choices and sizes")

@@ -6,6 +6,8 @@ The render step (`figures`, `page`) only draws what `collect` returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
+from math import lcm
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ class ReportData:
     info: dict[str, Any] = field(default_factory=dict)  # a study config's description, claim, report, paper
     grid: bool = False  # a grid study: the report shows it cell by cell
     levels: dict[str, list[Any]] = field(default_factory=dict)  # each choice's candidates, in the space's order
+    val_images: int | None = None  # the validation split's size, inferred by `split_size`; None when unknown
+    test_images: int | None = None
 
     @property
     def front(self) -> pd.DataFrame:
@@ -80,6 +84,12 @@ def collect(study: optuna.Study) -> ReportData:
         [{"trial": t.number, **p} for t in trials if R.trial_kind(t) == "complete"
          for p in t.user_attrs.get(R.PRUNE, []) if "error" not in p],
         columns=["trial", "ratio", "removed", "mflops_cut", "val_acc_before", "val_acc", "test_acc", "random_val_acc"])
+    recorded = R.split_sizes(study)  # studies made before resnas recorded them: read the sizes off the accuracies
+    stages = ("before", "after_recalibration", "after")
+    data.val_images = recorded.get("val") or split_size(
+        [*frame["val_acc"], *data.curves["val_acc"], *(v for s in stages for v in pruning.get(f"{s}_val_acc", []))])
+    data.test_images = recorded.get("test") or split_size(
+        [*frame["test_acc"], *(v for s in stages for v in pruning.get(f"{s}_test_acc", []))])
     data.info = study.user_attrs.get(R.STUDY_CONFIG, {})
     data.grid = R.is_grid(study)
     stored = R.study_identity(study) or {}
@@ -102,11 +112,29 @@ def _plain(value: Any) -> Any:
 
 
 def _flat_prune(record: dict) -> dict:
-    out = {"checkpoint": record.get("checkpoint"), "removed": len(record.get("removed") or [])}
+    out = {"checkpoint": record.get("checkpoint"), "removed": len(record.get("removed") or []),
+           "finetuned": record.get("after_finetune") is not None}
     for stage in ("before", "after_recalibration", "after"):
-        for key in ("val_acc", "mflops", "latency_ms"):
+        for key in ("val_acc", "test_acc", "mflops", "latency_ms"):
             out[f"{stage}_{key}"] = (record.get(stage) or {}).get(key)
     return out
+
+
+def split_size(accuracies: list[Any], *, limit: int = 100_000) -> int | None:
+    """The number of images behind a set of accuracies, read from the accuracies themselves: each is correct/n, so
+    n is the least common denominator. The report does not load the dataset to count it. That is the split's size
+    unless every count shares a factor with it, which the many epochs of the learning curves make unlikely; None
+    when the accuracies are not such fractions (e.g. averages) or too few to tell."""
+    values = {float(v) for v in accuracies if v is not None and not pd.isna(v)}
+    n = 1
+    for v in values:
+        f = Fraction(v).limit_denominator(limit)
+        if abs(float(f) - v) > 1e-12:  # correct/n is exact to a few ulps; an average is not a small fraction
+            return None
+        n = lcm(n, f.denominator)
+        if n > limit:
+            return None
+    return n if len(values) >= 3 and n > 1 else None
 
 
 def importances(trials: list[optuna.trial.FrozenTrial]) -> dict[str, float]:

@@ -7,19 +7,66 @@ import math
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .data import ReportData
 
 _COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 
 
-def _hover(r: pd.Series) -> str:
-    acc = f"val {r['val_acc']:.4f}, test {r['test_acc']:.4f}" if pd.notna(r["val_acc"]) else (
-        f"val {r['last_val_acc']:.4f} at epoch {r['epochs']}" if pd.notna(r["last_val_acc"]) else "not trained")
+def log_error(acc, images: int | None) -> pd.Series:
+    """1 - accuracy for a log axis. A perfect score has no logarithm, so it is drawn half an image below the
+    smallest possible error (at 1e-4 when the split's size is unknown); its hover says 0 wrong."""
+    floor = 0.5 / images if images else 1e-4
+    return (1 - pd.Series(acc, dtype=float)).clip(lower=floor)
+
+
+def log_range(values) -> list[float]:
+    """A log axis range (decades) that just holds `values`, so that they fill the plot."""
+    v = [float(x) for x in values if pd.notna(x) and x > 0]
+    lo, hi = math.log10(min(v)), math.log10(max(v))
+    pad = max(0.05 * (hi - lo), 0.08)
+    return [lo - pad, hi + pad]
+
+
+def log_axis(values) -> dict:
+    """Axis settings for a log error axis fitted to `values`, ticked at 1-2-5 steps and labelled as plain fractions
+    (plotly's default log ticks label 2-9 with lone digits)."""
+    lo, hi = log_range(values)
+    ticks = []
+    for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):  # finer steps when the range is under a decade
+        ticks = [m * 10.0 ** e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in mantissas
+                 if lo <= math.log10(m * 10.0 ** e) <= hi]
+        if len(ticks) >= 3:
+            break
+    return dict(type="log", range=[lo, hi], tickvals=ticks, ticktext=[f"{v:.4g}" for v in ticks])
+
+
+def acc_text(label: str, acc: float, images: int | None) -> str:
+    """`val 0.9907 (2 of 216 wrong)`: four decimals tell one image from another on splits up to ~5,000 images."""
+    if pd.isna(acc):
+        return f"{label} ?"
+    return f"{label} {acc:.4f}".strip() + (f" ({round((1 - acc) * images)} of {images} wrong)" if images else "")
+
+
+def error_title(what: str, images: int | None, *, log: bool = True) -> str:
+    scale = ", log scale" if log else ""
+    step = f"<br>1 of {images} validation images = {1 / images:.4f}" if images else ""
+    return f"{what} (1 - accuracy){scale}{step}"
+
+
+def _hover(r: pd.Series, data: ReportData) -> str:
+    if r["kind"] == "complete":
+        acc = f"{acc_text('val', r['val_acc'], data.val_images)}, {acc_text('test', r['test_acc'], data.test_images)}"
+    elif pd.notna(r["last_val_acc"]):
+        acc = f"{acc_text('val', r['last_val_acc'], data.val_images)} at epoch {r['epochs']}, where it stopped"
+    else:
+        acc = "not trained"
     extra = f"<br>{r['rejected']}" if r["kind"] == "rejected" else (
         f"<br>{html.escape(str(r['error']))}" if r["kind"] == "failed" and r["error"] else "")
     params = f"{int(r['params']):,}" if pd.notna(r["params"]) else "?"
-    return (f"trial {r['trial']} ({r['kind']})<br>{html.escape(str(r['arch']))}<br>{acc}<br>"
+    front = ", on the Pareto front" if r["on_front"] else ""
+    return (f"trial {r['trial']} ({r['kind']}{front})<br>{html.escape(str(r['arch']))}<br>{acc}<br>"
             f"{r['mflops']:.3f} MFLOPs, {params} params{extra}")
 
 
@@ -31,57 +78,93 @@ def plotted(data: ReportData) -> pd.DataFrame:
     return t
 
 
+_ASIDE = {"stopped early": ("circle-open", "#7f7f7f"), "failed": ("x", "#d62728"),
+          "rejected": ("x-thin-open", "#000000")}
+
+
 def cost_figure(data: ReportData, x: str, title: str, x_title: str, color_by: str | None):
+    """Error of the fully trained trials against cost on log-log axes, fitted to them, the pruning arrows and the
+    baselines; the trials that stopped before the last epoch sit in a small panel below at the accuracy they had
+    then, so their 0.1-0.9 rung accuracies do not squeeze the front into the top of the plot."""
     t = plotted(data)
     t = t[t[x].notna()]
-    fig = go.Figure()
-    done = t[t["kind"] == "complete"]
-    groups = [(f"{color_by} = {v}", g) for v, g in done.groupby(f"choice_{color_by}", dropna=False)] \
-        if color_by and f"choice_{color_by}" in done and len(done) else [("complete", done)]
-    for i, (name, g) in enumerate(groups):
-        fig.add_trace(go.Scatter(x=g[x], y=g["y"], mode="markers", name=name, text=[_hover(r) for _, r in g.iterrows()],
-                                 hoverinfo="text", marker=dict(size=9, color=_COLOURS[i % len(_COLOURS)])))
-    styles = {"stopped early": ("circle-open", "#7f7f7f"), "failed": ("x", "#d62728"),
-              "rejected": ("x-thin-open", "#000000")}
-    for kind, (symbol, colour) in styles.items():
-        g = t[t["kind"] == kind]
+    done, aside = t[t["kind"] == "complete"], t[t["kind"].isin(list(_ASIDE))]
+    two = len(done) > 0 and len(aside) > 0
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.78, 0.22], vertical_spacing=0.07,
+                        subplot_titles=("", "not trained to the end: validation accuracy when stopped")) \
+        if two else go.Figure()
+    main, low = (dict(row=1, col=1), dict(row=2, col=1)) if two else ({}, {})
+    _add_done(fig, data, done, x, color_by, main)
+    for kind, (symbol, colour) in _ASIDE.items():
+        g = aside[aside["kind"] == kind]
         if len(g):
             fig.add_trace(go.Scatter(x=g[x], y=g["y"], mode="markers", name=kind, hoverinfo="text",
-                                     text=[_hover(r) for _, r in g.iterrows()],
-                                     marker=dict(size=9, symbol=symbol, color=colour, line=dict(width=1.5))))
-    front = data.front
-    front = front[front[x].notna()].sort_values(x)
-    if len(front):
-        fig.add_trace(go.Scatter(x=front[x], y=front["val_acc"], mode="lines", line_shape="hv", name="Pareto front",
-                                 hoverinfo="skip", line=dict(color="#444", dash="dot")))
-    if x == "mflops":
-        _add_pruning(fig, data)
-        _add_baselines(fig, data)
-    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title="validation accuracy", height=520,
-                      legend=dict(orientation="v"), margin=dict(t=60, r=20))
+                                     text=[_hover(r, data) for _, r in g.iterrows()],
+                                     marker=dict(size=8, symbol=symbol, color=colour, line=dict(width=1.5))), **low)
+    if x == "mflops" and len(done):
+        _add_pruning(fig, data, main)
+        _add_baselines(fig, data, main)
+    fig.update_layout(title=title, height=640 if two else 520, legend=dict(orientation="v"), margin=dict(t=60, r=20))
+    fig.update_annotations(font_size=12)
     fig.update_xaxes(type="log")
+    fig.update_xaxes(title_text=x_title, **(low if two else {}))
+    if len(done):
+        main_ys = [v for tr in fig.data if tr.yaxis in (None, "y") for v in tr.y]
+        fig.update_yaxes(**log_axis(main_ys), title_text=error_title("validation error", data.val_images), **main)
+    if len(aside):
+        fig.update_yaxes(range=[-0.04, 1.04], title_text="val acc" if two else "validation accuracy when stopped",
+                         **low)
     return fig
 
 
-def _add_pruning(fig, data: ReportData) -> None:
+def _add_done(fig, data: ReportData, done: pd.DataFrame, x: str, color_by: str | None, where: dict) -> None:
+    """Completed trials coloured by a choice, the front's members ringed, and the front's staircase where the
+    study's objectives are exactly this figure's two axes (on other axes the front is not a staircase)."""
+    groups = [(f"{color_by} = {v}", g) for v, g in done.groupby(f"choice_{color_by}", dropna=False)] \
+        if color_by and f"choice_{color_by}" in done and len(done) else [("complete", done)]
+    for i, (name, g) in enumerate(groups):
+        if not len(g):
+            continue
+        ring = g["on_front"].astype(bool).map({True: 2.0, False: 0.0})
+        fig.add_trace(go.Scatter(x=g[x], y=log_error(g["val_acc"], data.val_images), mode="markers", name=name,
+                                 text=[_hover(r, data) for _, r in g.iterrows()], hoverinfo="text",
+                                 marker=dict(size=9, color=_COLOURS[i % len(_COLOURS)],
+                                             line=dict(color="#222", width=list(ring)))), **where)
+    front = data.front
+    front = front[front[x].notna()].sort_values(x)
+    if len(front) > 1 and set(data.objectives) == {"val_acc", x}:
+        fig.add_trace(go.Scatter(x=front[x], y=log_error(front["val_acc"], data.val_images), mode="lines",
+                                 line_shape="hv", name="Pareto front", hoverinfo="skip",
+                                 line=dict(color="#222", width=1.5)), **where)
+
+
+def _add_pruning(fig, data: ReportData, where: dict) -> None:
+    stages = ("before", "after_recalibration", "after")
     for i, r in data.pruning.iterrows():
-        xs = [r["before_mflops"], r["after_recalibration_mflops"], r["after_mflops"]]
-        ys = [r["before_val_acc"], r["after_recalibration_val_acc"], r["after_val_acc"]]
+        accs = [r[f"{s}_val_acc"] for s in stages]
+        tests = [r.get(f"{s}_test_acc") for s in stages]
+        said = [f"trial {r['trial']} before pruning", f"pruned ({r['removed']} blocks removed), BN recalibrated",
+                f"pruned{' and fine-tuned' if r['finetuned'] else ', not fine-tuned'}: "
+                f"{html.escape(str(r['checkpoint']))}"]
         fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="lines+markers", name="pruned" if i == 0 else None, showlegend=i == 0,
-            legendgroup="pruned", line=dict(color="#9467bd"),
-            marker=dict(symbol=["circle", "arrow", "star"], angleref="previous", size=[6, 12, 11]),
-            hoverinfo="text", text=[f"trial {r['trial']} before pruning", f"pruned, BN recalibrated: "
-                                    f"{r['removed']} blocks removed", f"pruned and fine-tuned: {r['checkpoint']}"]))
+            x=[r[f"{s}_mflops"] for s in stages], y=log_error(accs, data.val_images), mode="lines+markers",
+            name="pruned: before -> recalibrated -> fine-tuned", showlegend=i == 0, legendgroup="pruned",
+            line=dict(color="#9467bd"), marker=dict(symbol=["circle", "arrow", "star"], angleref="previous",
+                                                    size=[7, 13, 12]),
+            hoverinfo="text", text=[f"{s}<br>{acc_text('val', a, data.val_images)}, "
+                                    f"{acc_text('test', b, data.test_images)}<br>{r[f'{st}_mflops']:.3f} MFLOPs"
+                                    for s, a, b, st in zip(said, accs, tests, stages, strict=True)]), **where)
 
 
-def _add_baselines(fig, data: ReportData) -> None:
+def _add_baselines(fig, data: ReportData, where: dict) -> None:
     if data.baselines.empty:
         return
     b = data.baselines
-    fig.add_trace(go.Scatter(x=b["mflops"], y=b["val_acc"], mode="markers+text", name="hand-designed baselines",
-                             text=b["name"], textposition="top center", hoverinfo="text+x+y",
-                             marker=dict(symbol="star-diamond", size=13, color="#000")))
+    fig.add_trace(go.Scatter(x=b["mflops"], y=log_error(b["val_acc"], data.val_images), mode="markers+text",
+                             name="hand-designed baselines", text=b["name"], textposition="top center",
+                             hovertext=[f"{n}<br>{acc_text('val', a, data.val_images)}, {m:.3f} MFLOPs"
+                                        for n, a, m in zip(b["name"], b["val_acc"], b["mflops"], strict=True)],
+                             hoverinfo="text", marker=dict(symbol="star-diamond", size=13, color="#000")), **where)
 
 
 def curves_figure(data: ReportData):

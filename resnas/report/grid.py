@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .data import ReportData
+from .figures import acc_text, error_title, log_axis, log_error
 
 METRICS = ("val_acc", "test_acc", "train_acc")
 
@@ -118,7 +119,9 @@ def _order(values: pd.Series) -> list[Any]:
 
 def sweep_figure(data: ReportData, table: pd.DataFrame):
     """Error against the swept variable (`[report] x`), one line per `series` value; whiskers are one std over
-    seeds. Training error (eval mode) is drawn dashed where it was measured, as in the ResNet paper's figures."""
+    seeds. Training error (eval mode) is drawn dashed where it was measured, as in the ResNet paper's figures.
+    The axis is linear (a training error of 0 has no logarithm) and autoscaled to the cells, which are fully
+    trained trials only."""
     report = data.info.get("report", {})
     x = report.get("x") or (data.choices[0] if data.choices else "depth")
     x_col = x if x in table else f"choice_{x}"
@@ -132,21 +135,36 @@ def sweep_figure(data: ReportData, table: pd.DataFrame):
     for i, (name, g) in enumerate(groups):
         g = g.set_index(x_col).loc[_order(g[x_col])].reset_index()
         colour = colours[i % len(colours)]
+        hover = [f"{name + '<br>' if name else ''}{x} = {r[x_col]}, {int(r['n'])} seeds<br>"
+                 f"{_cell_accuracies(r, data)}" for r in g.to_dict("records")]
         for metric, dash, label in (("val_acc", "solid", "validation error"), ("train_acc", "dash", "training error")):
             if g[f"{metric}_mean"].isna().all():
                 continue
             fig.add_trace(go.Scatter(
                 x=g[x_col].astype(str), y=1 - g[f"{metric}_mean"], mode="lines+markers",
-                name=f"{name} {label}".strip(), line=dict(color=colour, dash=dash),
+                name=f"{name} {label}".strip(), line=dict(color=colour, dash=dash), hoverinfo="text", text=hover,
                 error_y=dict(type="data", array=g[f"{metric}_std"].fillna(0), visible=True)))
     fig.update_layout(title=f"Error vs {x} (mean over seeds, whiskers: one std)", xaxis_title=x,
-                      yaxis_title="error (1 - accuracy)", height=480)
+                      yaxis_title=error_title("error", data.val_images, log=False), height=480)
     fig.update_xaxes(type="category")
     return fig
 
 
+def _cell_accuracies(r: dict[str, Any], data: ReportData) -> str:
+    """Mean ± std over seeds, with the mean's error in images where the split's size is known."""
+    out = []
+    for metric, images in (("val_acc", data.val_images), ("test_acc", data.test_images), ("train_acc", None)):
+        mean, std = r[f"{metric}_mean"], r[f"{metric}_std"]
+        if pd.notna(mean):
+            wrong = f" ({(1 - mean) * images:.1f} of {images} wrong)" if images else ""
+            out.append(f"{metric.removesuffix('_acc')} acc {_pm(mean, std)}{wrong}")
+    return "<br>".join(out)
+
+
 def prune_figure(data: ReportData, table: pd.DataFrame):
-    """Accuracy kept against FLOPs removed per cell: the criterion (solid) against random removal (dotted)."""
+    """Error against FLOPs removed per cell: the criterion (solid) against random removal (dotted). The error axis
+    is log and fitted to the points, so that a drop of a few images near the top shows beside random removal's
+    collapse."""
     keys = cell_keys(data.choices)
     ratios = sorted({c.split("@")[1] for c in table.columns if c.startswith("cut@")}, key=float)
     fig = go.Figure()
@@ -154,13 +172,19 @@ def prune_figure(data: ReportData, table: pd.DataFrame):
         name = ", ".join(f"{k.removeprefix('choice_')} = {r[k]}" for k in keys)
         cuts = [0.0] + [r[f"cut@{q}"] for q in ratios]
         colour = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"][i % 4]
-        fig.add_trace(go.Scatter(x=cuts, y=[r["val_acc_mean"]] + [r[f"pruned@{q}"] for q in ratios],
-                                 mode="lines+markers", name=f"{name}: pruned by importance", line=dict(color=colour)))
-        fig.add_trace(go.Scatter(x=cuts, y=[r["val_acc_mean"]] + [r[f"random@{q}"] for q in ratios],
-                                 mode="lines+markers", name=f"{name}: random removal",
-                                 line=dict(color=colour, dash="dot")))
-    fig.update_layout(title="Validation accuracy kept vs FLOPs removed (BN recalibrated, no fine-tuning)",
-                      xaxis_title="fraction of MFLOPs removed", yaxis_title="validation accuracy", height=480)
+        for what, dash, label in (("pruned", "solid", "pruned by importance"), ("random", "dot", "random removal")):
+            accs = [r["val_acc_mean"]] + [r[f"{what}@{q}"] for q in ratios]
+            said = ["unpruned"] + [f"{float(q):.0%} target" for q in ratios]
+            fig.add_trace(go.Scatter(
+                x=cuts, y=log_error(accs, data.val_images), mode="lines+markers", name=f"{name}: {label}",
+                line=dict(color=colour, dash=dash), hoverinfo="text",
+                text=[f"{name}: {label}, {s}<br>{c:.1%} of MFLOPs removed<br>{acc_text('val', a, None)} (mean over "
+                      f"seeds)" for s, c, a in zip(said, cuts, accs, strict=True)]))
+    ys = [v for tr in fig.data for v in tr.y]
+    fig.update_layout(title="Validation error vs FLOPs removed (BN recalibrated, no fine-tuning)",
+                      xaxis_title="fraction of MFLOPs removed", height=480)
+    if ys:
+        fig.update_yaxes(**log_axis(ys), title_text=error_title("validation error", data.val_images))
     return fig
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import pandas as pd
 import plotly.io as pio
@@ -10,7 +11,7 @@ import plotly.io as pio
 from ..records import KINDS
 from . import grid
 from .data import ReportData
-from .figures import cost_figure, curves_figure, importance_figure, parallel_figure, plotted
+from .figures import acc_text, cost_figure, curves_figure, importance_figure, parallel_figure, plotted
 
 
 def front_table(data: ReportData) -> str:
@@ -20,11 +21,18 @@ def front_table(data: ReportData) -> str:
     head = ("<tr><th>trial</th><th>architecture</th><th>val acc</th><th>test acc</th><th>MFLOPs</th><th>params</th>"
             "<th>latency ms</th><th>checkpoint</th></tr>")
     rows = "".join(
-        f"<tr><td>{r.trial}</td><td>{html.escape(str(r.arch))}</td><td>{r.val_acc:.4f}</td><td>{r.test_acc:.4f}</td>"
+        f"<tr><td>{r.trial}</td><td>{html.escape(str(r.arch))}</td>"
+        f"<td>{acc_text('', r.val_acc, data.val_images)}</td><td>{acc_text('', r.test_acc, data.test_images)}</td>"
         f"<td>{r.mflops:.3f}</td><td>{int(r.params):,}</td>"
         f"<td>{'' if pd.isna(r.latency_ms) else f'{r.latency_ms:.3f}'}</td><td>{html.escape(str(r.checkpoint))}</td>"
         "</tr>" for r in front.itertuples())
     return f"<table class='front'>{head}{rows}</table>"
+
+
+def _split_sizes(data: ReportData) -> str:
+    said = [f"{name} {n} images, so one image is {1 / n:.4f} of accuracy" for name, n in
+            (("validation", data.val_images), ("test", data.test_images)) if n]
+    return f" Splits: {'; '.join(said)}." if said else ""
 
 
 def render(data: ReportData, *, color_by: str | None = None) -> str:
@@ -34,15 +42,7 @@ def render(data: ReportData, *, color_by: str | None = None) -> str:
     cells = grid.cell_table(data) if data.grid else pd.DataFrame()
     if not cells.empty:
         figures += grid.figures(data, cells)
-    has_points = not plotted(data).empty
-    if has_points:
-        figures.append(("fig-acc-mflops", cost_figure(data, "mflops", "Validation accuracy vs MFLOPs",
-                                                      "MFLOPs (conv + linear multiply-accumulates), log scale",
-                                                      color_by)))
-        if data.latency_device:
-            figures.append(("fig-acc-latency", cost_figure(data, "latency_ms", "Validation accuracy vs latency",
-                                                           f"latency, ms (median, batch 1) on {data.latency_device}",
-                                                           color_by)))
+    figures += cost_figures(data, color_by)
     if not data.curves.empty:
         figures.append(("fig-curves", curves_figure(data)))
     if (data.trials["kind"] == "complete").sum() >= 2:
@@ -58,7 +58,21 @@ def render(data: ReportData, *, color_by: str | None = None) -> str:
     notes = "".join(f"<p class='note'>{html.escape(n)}</p>" for n in data.notes)
     return _PAGE.format(title=html.escape(f"resnas study {data.study}"), study=html.escape(data.study),
                         summary=html.escape(summary or "no trials"), objectives=html.escape(", ".join(data.objectives)),
-                        notes=notes, figures="\n".join(parts), table=front_table(data), n_figures=len(figures))
+                        sizes=html.escape(_split_sizes(data)), notes=notes, figures="\n".join(parts),
+                        table=front_table(data), n_figures=len(figures))
+
+
+def cost_figures(data: ReportData, color_by: str | None) -> list[tuple[str, Any]]:
+    if plotted(data).empty:
+        return []
+    ringed = f"ringed: the Pareto front of {', '.join(data.objectives)}"
+    out = [("fig-acc-mflops", cost_figure(data, "mflops", f"Validation error vs MFLOPs ({ringed})",
+                                          "MFLOPs (conv + linear multiply-accumulates), log scale", color_by))]
+    if data.latency_device:
+        out.append(("fig-acc-latency", cost_figure(data, "latency_ms", f"Validation error vs latency ({ringed})",
+                                                   f"latency, ms (median, batch 1) on {data.latency_device}",
+                                                   color_by)))
+    return out
 
 
 def _grid_intro(data: ReportData, cells: pd.DataFrame) -> str:
@@ -84,7 +98,7 @@ table.front td,table.front th{{border:1px solid #ccc;padding:4px 8px;font-size:1
 </head><body data-expected-figures="{n_figures}">
 <h1>Study {study}</h1>
 <p>Trials: {summary}. Objectives: {objectives}. Accuracies are fractions of the validation split (model selection);
-test accuracy is reported, never searched on.</p>
+test accuracy is reported, never searched on.{sizes}</p>
 {notes}
 {figures}
 <h2>Pareto front</h2>

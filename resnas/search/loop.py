@@ -44,6 +44,7 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = create_study(config, train_config, data_config, space, url, info=info)
     runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit)
+    study.set_user_attr(R.SPLIT_SIZES, {s: runner.data.split_size(s) for s in ("train", "val", "test")})
     procs = _start_workers(config, train_config, data_config, url, dev)
     bar = _ProgressBar(config.budget, study) if progress else None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)

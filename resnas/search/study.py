@@ -3,6 +3,7 @@ a later invocation resumes it or is refused (resuming with other settings would 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -27,18 +28,17 @@ def storage_url(config: SearchConfig, data_config: DataConfig) -> str:
 
 def sampler(config: SearchConfig, worker: int, n_objectives: int, space: Space) -> optuna.samplers.BaseSampler:
     seed = config.seed + 1000 * worker
-    constraints = records.constraint_values if config.constrained() else None
     if config.sampler == "grid":
         return optuna.samplers.GridSampler(space.grid(config.seeds), seed=seed)
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, config.budget // 5)),
-                                          constraints_func=constraints, multivariate=True)
+                                          multivariate=True)
     if n_objectives == 1:  # NSGA-II is a multi-objective method; scalar mode falls back to TPE
-        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(6, config.budget // 5)),
-                                         constraints_func=constraints)
+        return optuna.samplers.TPESampler(seed=seed)
+    # constraints reach the samplers through Trial.set_constraint (the trial's system attributes)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(6, config.budget // 5)))
 
 
 def pruner(config: SearchConfig, epochs: int) -> optuna.pruners.BasePruner:
@@ -82,6 +82,9 @@ def create_study(config: SearchConfig, train_config: TrainConfig, data_config: D
     ident = identity(config, train_config, data_config, space)
     stored = records.study_identity(study)
     if stored is None:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what every Optuna tool labels axes by
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["reward"] if config.mode == "scalar" else list(config.objectives))
         study.set_user_attr(records.IDENTITY, ident)
         study.set_user_attr(records.SEARCH_CONFIG, to_table(config))
         if info:

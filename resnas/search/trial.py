@@ -98,7 +98,7 @@ class TrialRunner:
         if c.max_latency_ms and lat.latency_ms > c.max_latency_ms:
             violation[2] = lat.latency_ms - c.max_latency_ms
             return self._reject(trial, attrs, violation)
-        trial.set_user_attr(R.CONSTRAINT, violation)
+        self._constrain(trial, violation)
         t_fit = time.perf_counter()
         fitted = self._fit(trial, spec, attrs, train_config)
         if fitted.stopped_early:
@@ -124,12 +124,19 @@ class TrialRunner:
         return self._values(attrs)
 
     def _reject(self, trial: optuna.Trial, attrs: dict[str, Any], violation: list[float]) -> Values:
-        names = [R.MFLOPS, R.PARAMS, R.LATENCY_MS]
-        why = ", ".join(f"{n} {attrs[n]:.4g} over the limit by {v:.4g}" for n, v in zip(names, violation, strict=True)
-                        if v > 0)
-        _record(trial, {R.REJECTED: why, R.CONSTRAINT: violation})
-        # the sampler sees an infeasible trial (constraints_func) and learns to avoid its region
+        why = ", ".join(f"{n} {attrs[n]:.4g} over the limit by {v:.4g}"
+                        for n, v in zip(R.CONSTRAINED, violation, strict=True) if v > 0)
+        trial.set_user_attr(R.REJECTED, why)
+        self._constrain(trial, violation)
         return self._values({**attrs, R.VAL_ACC: 0.0, R.LATENCY_MS: attrs.get(R.LATENCY_MS, 0.0)})
+
+    def _constrain(self, trial: optuna.Trial, violation: list[float]) -> None:
+        """Record how far each limit is exceeded; in a constrained search the sampler sees it too (Optuna 5's
+        `Trial.set_constraint`) and learns to avoid infeasible regions."""
+        trial.set_user_attr(R.CONSTRAINT, violation)
+        if self.config.constrained():
+            for name, value in zip(R.CONSTRAINED, violation, strict=True):
+                trial.set_constraint(name, value)
 
     def _reuse(self, trial: optuna.Trial, key: str, training: dict[str, Any]) -> Values | None:
         """An architecture already trained in this study (with the same seed and training settings) is not trained
@@ -151,6 +158,8 @@ class TrialRunner:
         first = min(done, key=lambda t: t.number)
         trial.set_user_attr(R.DUPLICATE_OF, first.number)
         _record(trial, {k: first.user_attrs[k] for k in R.RESULT if k in first.user_attrs})
+        if R.CONSTRAINT in first.user_attrs:
+            self._constrain(trial, first.user_attrs[R.CONSTRAINT])
         if first.state == TrialState.PRUNED:
             raise optuna.TrialPruned(f"duplicate of trial {first.number}, which was stopped early")
         return first.values[0] if self.config.mode == "scalar" else list(first.values)

@@ -1,0 +1,1 @@
+"""The search spaces resnas ships (package data: installed as `resnas.shipped.spaces`)."""

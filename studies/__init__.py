@@ -1,0 +1,1 @@
+"""The study configs resnas ships (package data: installed as `resnas.shipped.studies`)."""
