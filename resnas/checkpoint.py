@@ -93,13 +93,14 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: refused, it holds Python objects that could run code when "
                               f"unpickled ({detail[:160]}); resnas checkpoints hold only tensors and plain data"
                               ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path}: unreadable, truncated or corrupted "
                               f"({str(e).splitlines()[0][:120]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = "a plain state_dict" if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"checkpoint {path}: not a resnas checkpoint (it holds {what}); "
-                              "resnas train, search and prune write them")
+                              "resnas train, search and prune write them; resnas import makes one of a torchvision "
+                              "state_dict")
     version = payload.get("version")
     if not isinstance(version, int) or version > VERSION:
         raise CheckpointError(f"checkpoint {path}: format version {version} is newer than this resnas reads "

@@ -201,7 +201,8 @@ def prune_checkpoint(path: str | Path, config: PruneConfig, *, out: str | Path |
     if out.resolve() == path.resolve():
         raise UserError(f"--out {out} is the input checkpoint; the pruned model goes to a new file")
     if ckpt.data_config is None:
-        raise UserError(f"checkpoint {path}: it records no dataset, so there is nothing to calibrate on")
+        raise UserError(f"checkpoint {path}: it records no dataset, so there is nothing to calibrate on; name the "
+                        "data the model was trained on when importing it (resnas import FILE --dataset ...)")
     dev = pick_device(device)
     data = load_data(ckpt.data_config, dev)
     model = ckpt.model(dev)

@@ -55,6 +55,9 @@ def test_default_store_holds_every_checkpoint(capsys, tmp_path, space):
     code, out, err = run_cli(capsys, "eval", "--study", "space", "--trial", done[0].number, "--out-dir",
                              tmp_path / "studies", "--json")
     assert code == 0 and json.loads(out)["val_acc"] == pytest.approx(done[0].user_attrs["val_acc"]), err
+    code, out, err = run_cli(capsys, "export", "--study", "space", "--trial", done[1].number, "--out-dir",
+                             tmp_path / "studies", "--format", "torchscript", "--out", tmp_path / "m.ts", "--json")
+    assert code == 0 and (tmp_path / "m.ts").is_file(), err
 
 
 def test_artifacts_none_keeps_the_study_folder_only(capsys, tmp_path, space):

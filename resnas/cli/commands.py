@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .. import checkpoint
 from ..artifacts import trial_checkpoint
 from ..data import DataConfig
 from ..errors import UserError
+from ..export import export_checkpoint, input_size
 from ..fit import evaluate_file, train_file
+from ..importer import import_file
 from ..measure import analytic_cost, count_params, default_input_size, measure_latency, thop_mflops
 from ..models import build
 from ..presets import PRESET_PATTERNS, resolve
@@ -19,7 +22,7 @@ from ..prune import PruneConfig, prune_checkpoint, prune_pareto
 from ..report import collect, grid, write_report
 from ..search import EPOCHS, SearchConfig, run_search
 from ..spaces import load_space, shipped
-from ..spec import describe
+from ..spec import ArchSpec, describe
 from ..storage import open_study
 from ..studies import load_study_config
 from ..train import TrainConfig, pick_device
@@ -47,9 +50,18 @@ def spaces(args: argparse.Namespace) -> Record:
     return out
 
 
+def _measured(args: argparse.Namespace) -> tuple[ArchSpec, int]:
+    """The spec a preset or spec file names, or the one a checkpoint stores (at the image size it was made for)."""
+    name = _arch_text(args)
+    if Path(name).is_file() and not name.endswith(".json"):
+        ckpt = checkpoint.load(name)
+        return ckpt.spec, args.input_size or input_size(ckpt)
+    spec = resolve(name, in_channels=args.in_channels, num_classes=args.num_classes)
+    return spec, args.input_size or default_input_size(spec)
+
+
 def measure(args: argparse.Namespace) -> Record:
-    spec = resolve(_arch_text(args), in_channels=args.in_channels, num_classes=args.num_classes)
-    size = args.input_size or default_input_size(spec)
+    spec, size = _measured(args)
     model = build(spec)
     mflops = thop_mflops(model, size, spec.in_channels)
     lat = measure_latency(model, in_channels=spec.in_channels, input_size=size, batch_size=args.batch_size,
@@ -155,5 +167,20 @@ def report(args: argparse.Namespace) -> Record:
     return {k: result[k] for k in ("html", "csv", "cells_csv", "n_trials", "pareto_size", "png") if k in result}
 
 
+def import_(args: argparse.Namespace) -> Record:
+    data = given(DataConfig, args)
+    out = import_file(args.file, out=args.out, arch=args.arch, data_config=DataConfig(**data) if data else None)
+    if not args.json:
+        print(text.import_line(out))
+    return out
+
+
+def export(args: argparse.Namespace) -> Record:
+    out = export_checkpoint(checkpoint_path(args), format=args.format, out=args.out, opset=args.opset)
+    if not args.json:
+        print(text.export_line(out))
+    return out
+
+
 COMMANDS = {"spaces": spaces, "measure": measure, "train": train, "eval": evaluate, "search": search, "prune": prune,
-            "report": report}
+            "report": report, "import": import_, "export": export}

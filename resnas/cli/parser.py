@@ -11,6 +11,7 @@ from typing import Any
 from .. import __version__
 from ..data import DATASETS, DataConfig
 from ..errors import UserError
+from ..export import FORMATS
 from ..importance import CRITERIA
 from ..presets import PRESET_PATTERNS
 from ..records import OBJECTIVES
@@ -89,7 +90,8 @@ def add_trial_ref(p: argparse.ArgumentParser) -> None:
 
 def _arch_args(p: argparse.ArgumentParser, positional: bool) -> None:
     if positional:
-        p.add_argument("arch", nargs="?", help=f"a preset ({PRESET_PATTERNS}) or an ArchSpec .json file")
+        p.add_argument("arch", nargs="?", help=f"a preset ({PRESET_PATTERNS}), an ArchSpec .json file or a "
+                       "checkpoint")
     p.add_argument("--preset", help="a preset name, e.g. wrn-16-2 (adapted to the dataset's channels and classes)")
     p.add_argument("--spec", help="ArchSpec JSON file")
 
@@ -160,6 +162,24 @@ def _prune(sub: Any) -> argparse.ArgumentParser:
     return s
 
 
+def _interop(sub: Any) -> None:
+    s = sub.add_parser("import", help="a torchvision/timm ResNet state_dict (.pth, .pt, .safetensors) as a resnas "
+                       "checkpoint")
+    s.add_argument("file", help="a state_dict in torchvision's ResNet layout (conv1, bn1, layer1.0.conv1, ..., fc)")
+    s.add_argument("--out", required=True, help="the resnas checkpoint to write")
+    s.add_argument("--arch", help="a preset or ArchSpec .json file the inferred architecture must match")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else there")
+    add_data(s)
+
+    s = sub.add_parser("export", help="a checkpoint as a torchvision state_dict, ONNX or TorchScript file")
+    s.add_argument("checkpoint", nargs="?", help="a checkpoint file (or name a study's trial instead)")
+    add_trial_ref(s)
+    s.add_argument("--format", required=True, choices=FORMATS)
+    s.add_argument("--out", required=True, help="the file to write (.pth or .safetensors for torchvision)")
+    s.add_argument("--opset", type=int, help="onnx: the ONNX opset to target; default the exporter's")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout and nothing else there")
+
+
 def build_parser(commands: dict[str, Any]) -> Parser:
     """The whole parser; `commands` maps each subcommand's name to the function that runs it."""
     p = Parser(prog="resnas", description="Search and prune residual networks.")
@@ -170,7 +190,7 @@ def build_parser(commands: dict[str, Any]) -> Parser:
     s.add_argument("names", nargs="*", help="spaces to show (names or .toml paths); default all shipped")
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("measure", help="params, MFLOPs and latency of a preset or a spec JSON file")
+    s = sub.add_parser("measure", help="params, MFLOPs and latency of a preset, a spec JSON file or a checkpoint")
     _arch_args(s, positional=True)
     s.add_argument("--input-size", type=int, help="image side; default 32 (CIFAR stem) or 224 (ImageNet stem)")
     s.add_argument("--in-channels", type=int)
@@ -195,6 +215,7 @@ def build_parser(commands: dict[str, Any]) -> Parser:
 
     _search(sub)
     _prune(sub)
+    _interop(sub)
 
     s = sub.add_parser("report", help="HTML report (plotly, self-contained) and CSV of a study")
     s.add_argument("study_name", nargs="?", metavar="STUDY", help="a study under --out-dir")

@@ -53,3 +53,20 @@ def spaces_listing(spaces: list[dict[str, Any]], presets: str) -> str:
         lines.append(f"    fixed: {', '.join(f'{k}={v}' for k, v in s['fixed'].items())}")
     lines.append(f"presets: {presets}")
     return "\n".join(lines)
+
+
+def import_line(r: dict[str, Any]) -> str:
+    data = r["dataset"] or "none named (give --dataset to prune, fine-tune or evaluate it)"
+    return (f"{r['arch']}: layers {r['layers']}, params {r['params']:,}, MFLOPs {r['mflops']:.2f} at "
+            f"{r['input_size']}x{r['input_size']}; data {data} -> {r['checkpoint']}")
+
+
+def export_line(r: dict[str, Any]) -> str:
+    line = f"{r['format']} -> {r['out']}  ({r['arch']}, params {r['params']:,}, MFLOPs {r['mflops']:.2f} at " \
+           f"{r['input_size']}x{r['input_size']}"
+    line += f", opset {r['opset']}, dynamic batch)" if "opset" in r else ")"
+    if "constructor" in r:
+        load = "safetensors.torch.load_file" if r["out"].endswith(".safetensors") else "torch.load"
+        line += (f"\nload it with: model = {r['constructor']}\n"
+                 f"              model.load_state_dict({load}({r['out']!r}), strict=True)")
+    return line
