@@ -25,7 +25,7 @@ from ..spaces import load_space, shipped
 from ..spec import ArchSpec, describe
 from ..storage import open_study
 from ..studies import load_study_config
-from ..train import TrainConfig, pick_device
+from ..train import TrainConfig, TrainingFailed, pick_device
 from . import text
 from .parser import given
 
@@ -122,6 +122,9 @@ def search(args: argparse.Namespace) -> Record:
             print(f"failed: {e}")
     if result.interrupted:
         raise KeyboardInterrupt
+    if result.nothing_trained:  # the study is kept; a rejected-only search is a user error, failures are not
+        why = f"study {result.study}: {result.nothing_trained}"
+        raise TrainingFailed(why) if result.n_failed else UserError(why)
     return out
 
 

@@ -4,6 +4,7 @@ study; a worker that dies is noticed through heartbeats and its trial retried.""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing as mp
 import os
 import signal
@@ -19,14 +20,16 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from .. import records as R
-from ..data import DataConfig
+from ..data import Data, DataConfig
 from ..errors import UserError
 from ..fit import Fit, fit
-from ..spaces import load_space
+from ..measure import analytic_cost
+from ..spaces import Space, load_space
+from ..spec import describe
 from ..train import TrainConfig, pick_device
 from .config import SearchConfig
 from .study import create_study, storage_url
-from .summary import SearchResult, summarise
+from .summary import SearchResult, summarise, why_nothing_trained
 from .trial import TrialRunner, fail_stale
 
 
@@ -65,7 +68,25 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
             bar.close()
     result = summarise(study, config.objectives, url, time.perf_counter() - start)
     result.interrupted = interrupted
+    result.nothing_trained = why_nothing_trained(result, lambda: cheapest(space, runner.data, config))
     return result
+
+
+def cheapest(space: Space, data: Data, config: SearchConfig) -> str:
+    """The space's cheapest architecture and its costs beside the limits, from the specs alone (nothing built)."""
+    costs = []
+    for params in itertools.product(*space.grid().values()):
+        trial = optuna.trial.FixedTrial(dict(zip(space.grid(), params, strict=True)))
+        spec = space.sample(trial, in_channels=data.in_channels, num_classes=data.num_classes)
+        costs.append((analytic_cost(spec, data.image_size), spec))
+    (mflops_min, best_m), (params_min, best_p) = (min(costs, key=lambda c: c[0].mflops),
+                                                 min(costs, key=lambda c: c[0].params))
+    limits = ", ".join(f"{n} {v:g}" for n, v in (("--max-mflops", config.max_mflops),
+                                                  ("--max-params", config.max_params),
+                                                  ("--max-latency-ms", config.max_latency_ms)) if v)
+    return (f"the cheapest in space {space.name} is {describe(best_m)} at {mflops_min.mflops:.4g} MFLOPs"
+            + (f" ({describe(best_p)} has the fewest parameters, {params_min.params:,})" if best_p != best_m else
+               f" and {params_min.params:,} parameters") + f"; limits: {limits}")
 
 
 def _start_workers(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, url: str,

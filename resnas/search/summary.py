@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import optuna
@@ -24,9 +25,23 @@ class SearchResult:
     pareto: list[dict]
     interrupted: bool = False
     errors: list[str] | None = None
+    nothing_trained: str | None = None  # why no architecture trained, when every one was rejected or failed
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def why_nothing_trained(result: SearchResult, cheapest: Callable[[], str]) -> str | None:
+    """None when some architecture trained (even if only to a rung); otherwise the reason, in one line. `cheapest`
+    names the space's cheapest architecture (computed only when rejections are the reason)."""
+    if result.n_complete or result.n_pruned or result.interrupted:
+        return None
+    if result.n_failed:
+        first = (result.errors or ["no error recorded"])[0]
+        return f"every architecture tried failed ({result.n_failed}); the first: {first}"
+    if result.n_rejected:
+        return f"every architecture sampled ({result.n_rejected}) was rejected by the constraints; {cheapest()}"
+    return None
 
 
 def summarise(study: optuna.Study, objectives: tuple[str, ...], storage: str, seconds: float) -> SearchResult:
