@@ -105,6 +105,13 @@ def criterion(name: str) -> Criterion:
 
 # ---- removal ----------------------------------------------------------------------------------------------
 
+def _check_family(model: ResNet) -> None:
+    if model.spec.family != "residual":
+        raise UserError(f"cannot prune a {model.spec.family} network: pruning removes residual blocks with identity "
+                        "shortcuts, and only the residual family has them (dense layers are concatenated, not added; "
+                        "OSA modules are not supported)")
+
+
 def removable(model: ResNet) -> list[BlockId]:
     """Blocks whose shortcut is the identity: removing one leaves every shape downstream as it was."""
     spec = model.spec
@@ -128,6 +135,7 @@ def _greedy(model: ResNet, order: Sequence[BlockId]) -> list[BlockId]:
 
 def remove_blocks(model: ResNet, drop: set[BlockId]) -> ResNet:
     """A new, smaller network without the blocks in `drop`; every other weight is copied exactly."""
+    _check_family(model)
     spec = model.spec
     bad = drop - set(removable(model))
     if bad:
@@ -268,6 +276,7 @@ def prune(model: ResNet, data: Data, config: PruneConfig, *,
     """
     from .train import evaluate
 
+    _check_family(model)
     device = data.device
     model = copy.deepcopy(model).to(device).eval()
     batches = data.calibration_batches(config.calibration_batch_size, config.calibration_batches, config.seed)
