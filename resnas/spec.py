@@ -184,7 +184,7 @@ class ArchSpec:
         if family in FAMILIES and head in HEADS:
             for name in kwargs:
                 if not applies(name, family, head):
-                    raise SpecError(f"{source}: {not_applicable(name, kwargs[name], family, head)}")
+                    raise SpecError(f"{source}: {not_applicable(name, data[name], family, head)}")
         try:
             return cls(**kwargs)
         except SpecError as e:
