@@ -47,8 +47,7 @@ def not_applicable(field: str, value: Any, family: str, head: str) -> str:
     if field == "input_size":
         return f"input_size = {value!r} applies to head flatten only (head is {head}); leave it out"
     owners = [f for f, names in FAMILY_FIELDS.items() if field in names]
-    return (f"{field} = {value!r} does not apply to family {family} (it is a {' and '.join(owners)} setting); "
-            "leave it out")
+    return f"{field} = {value!r} does not apply to family {family} (only to {', '.join(owners)}); leave it out"
 
 
 # ---- types: JSON and TOML carry lists and numbers loosely ------------------------------------------------------
