@@ -1,8 +1,9 @@
 """What an architecture costs: parameters, MFLOPs and latency.
 
 Convention: `mflops` is millions of multiply-accumulates (MACs) of the convolution and linear layers, as in the
-ResNet paper and the pruning literature (CIFAR ResNet-20 = 40.55). BatchNorm, activations, pooling and the
-residual additions are not counted. `torch.utils.flop_counter` reports 2 x MACs; thop reports MACs.
+ResNet paper and the pruning literature (CIFAR ResNet-20 = 40.55). BatchNorm, activations, pooling, the residual
+additions, dense concatenations and eSE's gating product are not counted (eSE's 1x1 convolution is).
+`torch.utils.flop_counter` reports 2 x MACs; thop reports MACs. Per-family counting lives in counting.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .spec import ArchSpec
+from .counting import count
+from .spec import ArchSpec, SpecError
 
 
 @dataclass(frozen=True)
@@ -41,66 +43,25 @@ class Latency:
 
 
 def default_input_size(spec: ArchSpec) -> int:
-    return 224 if spec.stem == "imagenet" else 32
+    if spec.head == "flatten":
+        return spec.input_size
+    return 224 if spec.stem in ("imagenet", "vovnet") else 32
 
 
 # ---- analytic cost: the spec alone, no model built ------------------------------------------------------
 
-def _conv_out(size: int, kernel: int, stride: int) -> int:
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
-
-
 def analytic_cost(spec: ArchSpec, input_size: int) -> Cost:
     """Parameters and MFLOPs computed from the spec, exactly as `build(spec)` would have them.
 
-    The search uses this to reject an architecture over budget before anything is built or trained.
+    The search uses this to reject an architecture over budget before anything is built or trained. Inputs too
+    small for the network, or of another size than a flatten head was built for, are a SpecError.
     """
-    params = macs = 0
-
-    def conv(cin: int, cout: int, kernel: int, stride: int, size: int) -> int:
-        nonlocal params, macs
-        out = _conv_out(size, kernel, stride)
-        params += cin * cout * kernel * kernel
-        macs += cin * cout * kernel * kernel * out * out
-        return out
-
-    def bn(c: int) -> None:
-        nonlocal params
-        params += 2 * c
-
-    size = input_size
-    if spec.stem == "imagenet":
-        size = conv(spec.in_channels, spec.stem_width, 7, 2, size)
-        bn(spec.stem_width)
-        size = (size + 2 - 3) // 2 + 1  # 3x3 max pool, stride 2, padding 1
-    else:
-        size = conv(spec.in_channels, spec.stem_width, 3, 1, size)
-        if not spec.preact:
-            bn(spec.stem_width)
-    strided = next((i for i, kern in enumerate(spec.kernels) if kern > 1), 0)
-    for s, n in enumerate(spec.blocks):
-        cout, inner = spec.out_channels(s), spec.inner_channels(s)
-        for b in range(n):
-            cin, stride = spec.block_in_channels(s, b), spec.stride(s, b)
-            chans = [cin] + [inner] * (len(spec.kernels) - 1) + [cout]
-            branch_size = size
-            for i, kern in enumerate(spec.kernels):
-                bn(chans[i] if spec.preact else chans[i + 1])
-                branch_size = conv(chans[i], chans[i + 1], kern, stride if i == strided else 1, branch_size)
-            reshapes = stride != 1 or cin != cout
-            if spec.shortcut == "C" or (spec.shortcut == "B" and reshapes):
-                conv(cin, cout, 1, stride, size)
-                if not spec.preact:
-                    bn(cout)
-            if spec.gates:
-                params += 1
-            size = branch_size
-    c_last = spec.out_channels(len(spec.blocks) - 1)
-    if spec.preact:
-        bn(c_last)
-    params += c_last * spec.num_classes + spec.num_classes
-    macs += c_last * spec.num_classes
-    return Cost(params=params, mflops=macs / 1e6)
+    if spec.head == "flatten" and input_size != spec.input_size:
+        raise SpecError(f"this network's flatten head takes {spec.input_size}x{spec.input_size} inputs (spec "
+                        f"input_size), not {input_size}x{input_size}; set input_size to the data's, or use head gap")
+    spec.feature_sizes(input_size)
+    tally = count(spec, input_size)
+    return Cost(params=tally.params, mflops=tally.macs / 1e6)
 
 
 # ---- counted cost: the built module -----------------------------------------------------------------------
@@ -115,7 +76,7 @@ def _zero_ops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
 
 
 # Layers thop would count but our convention does not: only conv and linear MACs are reported.
-_NOT_COUNTED = (nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
+_NOT_COUNTED = (nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Identity)
 
 
 def thop_mflops(model: nn.Module, input_size: int, in_channels: int) -> float:

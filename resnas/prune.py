@@ -31,7 +31,7 @@ from .importance import BlockId, criterion
 from .measure import analytic_cost, count_params, measure_latency
 from .models import ResNet
 from .storage import open_study
-from .surgery import greedy, recalibrate_bn, removable, remove_blocks
+from .surgery import check_family, greedy, recalibrate_bn, removable, remove_blocks
 from .train import TrainConfig, evaluate, pick_device, train
 
 # ---- selection modes -----------------------------------------------------------------------------------------
@@ -134,6 +134,7 @@ def prune(model: ResNet, data: Data, config: PruneConfig, *,
     `measure(model)` returns the metrics of a model on `data` (val/test accuracy, params, mflops, latency);
     `finetune(model)` trains it in place.
     """
+    check_family(model)
     device = data.device
     model = copy.deepcopy(model).to(device).eval()
     batches = data.calibration_batches(config.calibration_batch_size, config.calibration_batches, config.seed)

@@ -13,25 +13,30 @@ Choice keys are ArchSpec fields, plus `blocks_per_stage` / `widths_per_stage` (a
 per stage, sampled independently), plus `block_sparsity` (a training setting: the L1 weight on gated branches).
 An integer candidate for `blocks` or `widths` means "the same in every stage". `in_channels` and `num_classes`
 come from the dataset, never from the space.
+
+Block families: a space may build several (`family` fixed, chosen, or set per cell). A [fixed] or [choices] key
+that does not apply to the family (or head) of the architecture being sampled is left out of it, and a choice is
+not asked at all there (as `kernels` is not for bottleneck blocks); a key that applies to no architecture of the
+space is an error on load. Cells are single architectures: a key a cell sets must apply to it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import shipped
 from .errors import UserError
-from .spec import BOTTLENECK_KERNELS, ArchSpec, SpecError, _coerce
+from .shipped import names, read_toml, resolve_file
+from .spec import BOTTLENECK_KERNELS, ArchSpec, SpecError
+from .spec_rules import BOOL_FIELDS, FLOAT_FIELDS, STR_FIELDS, applies, coerce
 
-SPACES_DIR = shipped.folder("spaces")
 _FIELDS = [f.name for f in dataclasses.fields(ArchSpec) if f.name not in ("in_channels", "num_classes")]
 _PER_STAGE = {"blocks_per_stage": "blocks", "widths_per_stage": "widths"}
 TRAIN_CHOICES = ("block_sparsity",)  # TrainConfig fields a space may vary
+_DECIDING = ("family", "head", "block")  # sampled first: whether the other choices apply depends on them
 
 
 class SpaceError(UserError):
@@ -58,7 +63,8 @@ class Space:
         return 3
 
     def size(self) -> int:
-        """Number of distinct architectures (an upper bound where bottleneck blocks ignore `kernels`)."""
+        """Number of grid points: an upper bound on distinct architectures where a choice does not apply to some
+        of them (`kernels` to bottleneck blocks, a family's own settings to the other families)."""
         return math.prod(len(v) for v in self.grid().values())
 
     def grid(self, seeds: tuple[int, ...] = ()) -> dict[str, list[Any]]:
@@ -76,32 +82,37 @@ class Space:
             out["seed"] = list(seeds)
         return out
 
-    def sample(self, trial: Any, *, in_channels: int, num_classes: int) -> ArchSpec:
-        """Ask `trial` (an optuna Trial or FixedTrial) for one value of each choice and build the spec."""
+    def sample(self, trial: Any, *, in_channels: int, num_classes: int, image_size: int | None = None) -> ArchSpec:
+        """Ask `trial` (an optuna Trial or FixedTrial) for one value of each choice that applies and build the spec.
+        `image_size` fills a flatten head's `input_size` where the space leaves it out."""
         fields: dict[str, Any] = dict(self.fixed)
+        cell: dict[str, Any] = {}
         if self.cells:
             name = trial.suggest_categorical("cell", [c["name"] for c in self.cells])
-            fields.update({k: v for c in self.cells if c["name"] == name for k, v in c.items() if k != "name"})
-        # `block` first: whether `kernels` applies depends on it
-        for key, values in sorted(self.choices.items(), key=lambda kv: kv[0] != "block"):
+            cell = {k: v for c in self.cells if c["name"] == name for k, v in c.items() if k != "name"}
+            fields.update(cell)
+        for key, values in sorted(self.choices.items(), key=lambda kv: kv[0] not in _DECIDING):
+            if key in TRAIN_CHOICES or not _applies(_PER_STAGE.get(key, key), fields):
+                continue  # a choice that does not apply is not asked (Optuna allows this)
             if key in _PER_STAGE:
                 fields[_PER_STAGE[key]] = [_suggest(trial, f"{_PER_STAGE[key]}_{i}", v) for i, v in enumerate(values)]
-            elif key == "kernels" and fields.get("block") == "bottleneck":
-                continue  # bottleneck blocks have fixed kernels: the choice does not apply (Optuna allows this)
-            elif key not in TRAIN_CHOICES:
+            else:
                 fields[key] = _suggest(trial, key, values)
-        return self._spec(fields, in_channels=in_channels, num_classes=num_classes)
+        if fields.get("head") == "flatten" and "input_size" not in fields and image_size is not None:
+            fields["input_size"] = image_size
+        return self._spec(fields, keep=set(cell), in_channels=in_channels, num_classes=num_classes)
 
     def training(self, trial: Any) -> dict[str, Any]:
         """The training settings this space varies (TrainConfig fields), asked of the same trial."""
         return {key: _suggest(trial, key, values) for key, values in self.choices.items() if key in TRAIN_CHOICES}
 
-    def _spec(self, fields: dict[str, Any], *, in_channels: int, num_classes: int) -> ArchSpec:
-        fields = dict(fields)
+    def _spec(self, fields: dict[str, Any], *, keep: set[str], in_channels: int, num_classes: int) -> ArchSpec:
+        """The spec of `fields`, less the space-wide keys (all but those in `keep`) that do not apply to it."""
+        fields = {k: v for k, v in fields.items() if k in keep or _applies(k, fields)}
         for key in ("blocks", "widths"):
             if isinstance(fields.get(key), int):
                 fields[key] = [fields[key]] * self.n_stages
-        if fields.get("block") == "bottleneck":
+        if fields.get("family", "residual") == "residual" and fields.get("block") == "bottleneck":
             fields["kernels"] = list(BOTTLENECK_KERNELS)
         fields.update(in_channels=in_channels, num_classes=num_classes)
         return ArchSpec.from_dict(fields, source=f"space {self.name}")
@@ -114,6 +125,13 @@ class Space:
             if key in _PER_STAGE:
                 rows += [(f"{_PER_STAGE[key]}_{i}", " | ".join(map(str, v))) for i, v in enumerate(per)]
         return rows
+
+
+def _applies(field: str, fields: dict[str, Any]) -> bool:
+    """Whether space key `field` applies to the architecture `fields` describe so far."""
+    if field == "kernels" and fields.get("block") == "bottleneck":
+        return False  # bottleneck blocks have fixed kernels
+    return applies(field, fields.get("family", "residual"), fields.get("head", "gap"))
 
 
 def _label(value: Any) -> Any:
@@ -130,39 +148,12 @@ def _suggest(trial: Any, name: str, values: list[Any]) -> Any:
 # ---- loading ---------------------------------------------------------------------------------------------
 
 def shipped() -> list[str]:
-    return shipped_in(SPACES_DIR)
-
-
-def shipped_in(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.toml"))
+    return names("spaces")
 
 
 def resolve(name_or_path: str) -> Path:
     """A shipped space's name (`wrn`) or the path of a user's file."""
-    return resolve_toml(name_or_path, SPACES_DIR, "space file", SpaceError)
-
-
-def resolve_toml(name_or_path: str, folder: Path, what: str, error: type[UserError]) -> Path:
-    """The path of a user's .toml file, or of the file `folder` ships under that name; `error` says which exist."""
-    path = Path(name_or_path).expanduser()
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise error(f"{what} {path}: no such file")
-        return path
-    candidate = folder / f"{name_or_path}.toml"
-    if not candidate.is_file():
-        raise error(f"unknown {what.removesuffix(' file')} {name_or_path!r}; shipped: {', '.join(shipped_in(folder))} "
-                    f"(or give the path of a .toml {what.removesuffix(' file')} file)")
-    return candidate
-
-
-def read_toml(path: Path, what: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise SpaceError(f"{what} {path}: not valid TOML ({e})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpaceError(f"{what} {path}: cannot read it ({e})") from None
+    return resolve_file(name_or_path, "spaces", "space file", SpaceError)
 
 
 SPACE_KEYS = ("description", "fixed", "choices", "cells")
@@ -170,7 +161,7 @@ SPACE_KEYS = ("description", "fixed", "choices", "cells")
 
 def load_space(name_or_path: str) -> Space:
     path = resolve(name_or_path)
-    doc = read_toml(path, "space file")
+    doc = read_toml(path, "space file", SpaceError)
     unknown = sorted(set(doc) - set(SPACE_KEYS))
     if unknown and "search" not in doc:  # a study config (see studies.py) carries its grid as a space
         raise SpaceError(f"space file {path}: unknown key {unknown[0]!r}; top-level keys are description, "
@@ -219,6 +210,7 @@ def space_from_doc(doc: dict[str, Any], path: Path, what: str = "space file") ->
             labels = [_label(v) for v in candidates]
             if len(set(labels)) != len(labels):
                 raise SpaceError(f"{where}: choices.{key} lists a candidate twice")
+    _check_applicable(where, fixed, choices, cells)
     space = Space(name=path.stem, path=path, description=str(doc.get("description", "")), fixed=fixed,
                   choices=choices, cells=tuple(cells))
     first = {k: (v[0] if k not in _PER_STAGE else None) for k, v in choices.items() if k not in TRAIN_CHOICES}
@@ -227,8 +219,9 @@ def space_from_doc(doc: dict[str, Any], path: Path, what: str = "space file") ->
         if key in _PER_STAGE:
             first[_PER_STAGE[key]] = [c[0] for c in per]
     for cell in cells or [{"name": ""}]:  # every named cell, with the first candidates of each choice
+        own = {k: v for k, v in cell.items() if k != "name"}
         try:
-            space._spec({**first, **{k: v for k, v in cell.items() if k != "name"}}, in_channels=3, num_classes=10)
+            space._spec({**first, **own}, keep=set(own), in_channels=3, num_classes=10)
         except SpecError as e:
             what = f"cell {cell['name']!r} makes" if cell["name"] else "its first candidates make"
             raise SpaceError(f"{where}: {what} an invalid architecture ({e})") from None
@@ -258,15 +251,30 @@ def _check_cells(where: str, cells: Any, fixed: dict[str, Any], choices: dict[st
         raise SpaceError(f"{where}: two cells share a name; names must be unique")
 
 
+def _check_applicable(where: str, fixed: dict[str, Any], choices: dict[str, Any], cells: list[dict[str, Any]]) -> None:
+    """Every space-wide key must apply to some architecture the space builds."""
+    def reachable(key: str, default: str) -> set[str]:
+        found = {fixed[key]} if key in fixed else set(choices.get(key, []))
+        found |= {c[key] for c in cells if key in c}
+        return {v for v in found if isinstance(v, str)} or {default}
+
+    families, heads = reachable("family", "residual"), reachable("head", "gap")
+    for section, keys in (("fixed", fixed), ("choices", choices)):
+        for key in keys:
+            field = _PER_STAGE.get(key, key)
+            if key not in TRAIN_CHOICES and not any(applies(field, f, h) for f in families for h in heads):
+                raise SpaceError(f"{where}: {section}.{key} applies to no architecture of this space (family "
+                                 f"{' or '.join(sorted(families))}, head {' or '.join(sorted(heads))}); leave it out")
+
+
 def _check_value(where: str, label: str, field: str, value: Any) -> None:
     if field in ("blocks", "widths") and isinstance(value, int) and not isinstance(value, bool):
         value = [value]  # "the same in every stage"
     try:
-        _coerce(field, value, where)
+        coerce(field, value, where)
     except SpecError:
         kind = {"blocks": "a list of integers or one integer", "widths": "a list of integers or one integer",
-                "kernels": "a list of odd integers", "dropout": "a number in [0, 1)",
-                "preact": "true or false", "gates": "true or false", "zero_init_residual": "true or false"}
+                "kernels": "a list of odd integers", "inner_widths": "a list of integers", **FLOAT_FIELDS,
+                **{f: "true or false" for f in BOOL_FIELDS}, **{f: "a string" for f in STR_FIELDS}}
         raise SpaceError(f"{where}: {label} = {value!r} has the wrong type; expected "
-                         f"{kind.get(field, 'a string' if field in ('block', 'shortcut', 'stem') else 'an integer')}"
-                         ) from None
+                         f"{kind.get(field, 'an integer')}") from None

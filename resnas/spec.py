@@ -1,98 +1,177 @@
-"""ArchSpec: a frozen, validated description of one residual network that round-trips to JSON.
+"""ArchSpec: a frozen, validated description of one network that round-trips to JSON.
 
-Conventions (held by `models.build` and `measure.analytic_cost` alike):
-- Stage 0 keeps the stem's resolution; every later stage halves it in its first block.
-- A basic block's convolutions all have `widths[i] * k` channels; `kernels` lists their kernel sizes, so
-  `len(kernels)` is the Wide ResNet paper's deepening factor `l` and (3, 3) is its B(3,3).
-- A bottleneck block reduces to `widths[i] * k` channels (1x1), convolves (3x3) and expands to
-  `widths[i] * 4` (1x1): `k` widens only its inner convolutions, as in torchvision's wide_resnet50_2.
-- The stride of a down-sampling block sits on its first convolution with a kernel larger than 1 (the 3x3 of a
-  bottleneck: torchvision's "ResNet V1.5"; the original paper strided the first 1x1).
+Three block families share one layout (stem, stages, head, classifier); `blocks` counts each stage's units and
+`widths` gives each stage's width, both read the family's way:
+- residual: `blocks` residual blocks; a basic block's convolutions all have `widths[i] * k` channels, `kernels`
+  lists their kernel sizes (so `len(kernels)` is the Wide ResNet paper's deepening factor `l`). A bottleneck block
+  reduces to `widths[i] * k` channels (1x1), convolves (3x3) and expands to `widths[i] * 4` (1x1), as in
+  torchvision's wide_resnet50_2. A down-sampling block's stride sits on its first convolution with a kernel larger
+  than 1 (torchvision's "ResNet V1.5"; the original paper strided the first 1x1).
+- dense (Huang et al. 2017): `blocks` layers per dense block, each adding `widths[i] * k` channels (the growth
+  rate) to the concatenation it reads; DenseNet-B layers first reduce to 4 x growth with a 1x1 convolution. Every
+  later stage starts with a transition (BN-ReLU, 1x1 convolution to `compression` of the channels, 2x2 average pool).
+- osa (Lee et al. 2019, VoVNet): `blocks` One-Shot Aggregation modules, each `osa_convs` 3x3 conv-BN-ReLU of
+  `inner_widths[i] * k` channels in sequence, whose input and outputs are concatenated once and reduced by a 1x1
+  conv-BN-ReLU to the stage width `widths[i] * k`. Every later stage starts with a 3x3 stride-2 max pool.
+  VoVNetV2 (Lee & Park 2020) adds an identity shortcut to every module but a stage's first, and effective
+  squeeze-excitation (eSE) to a stage's last module, as timm builds it.
+Stage 0 keeps the stem's resolution; every later stage halves it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UserError
+from .naming import describe
+from .spec_rules import (
+    BLOCK_TYPES,
+    BOTTLENECK_EXPANSION,
+    BOTTLENECK_KERNELS,
+    DENSE_BOTTLENECK,
+    FAMILIES,
+    HEADS,
+    SHORTCUTS,
+    STEMS,
+    SpecError,
+    applies,
+    coerce,
+    not_applicable,
+    validate,
+)
 
-BLOCK_TYPES = ("basic", "bottleneck")
-SHORTCUTS = ("A", "B", "C", "none")
-STEMS = ("cifar", "imagenet")
-BOTTLENECK_EXPANSION = 4
-BOTTLENECK_KERNELS = (1, 3, 1)
+_coerce = coerce  # the name modules written before spec_rules.py import
 
+__all__ = ["ArchSpec", "SpecError", "describe", "BLOCK_TYPES", "BOTTLENECK_EXPANSION", "BOTTLENECK_KERNELS",
+           "DENSE_BOTTLENECK", "FAMILIES", "HEADS", "SHORTCUTS", "STEMS"]
 
-class SpecError(UserError, ValueError):
-    """An architecture description names a field or value that is not allowed."""
+# Written by to_dict only where they differ from their defaults, so that a residual network's JSON is the same as
+# before families and heads existed (search deduplicates trials by it, and old studies resume).
+_LATER_FIELDS = ("family", "head", "input_size")
 
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """One residual network. Every field is plain data; `to_dict`/`from_dict` round-trip through JSON."""
+    """One network. Every field is plain data; `to_dict`/`from_dict` round-trip through JSON."""
 
-    blocks: tuple[int, ...]  # residual blocks per stage
-    widths: tuple[int, ...]  # base width per stage, before the widening factor
-    k: int = 1  # widening factor
-    block: str = "basic"  # "basic" or "bottleneck"
-    kernels: tuple[int, ...] = (3, 3)  # kernel size of each conv in a branch (basic: len = l)
-    shortcut: str = "B"  # A zero-pad, B projection where shape changes, C projection always, none
-    preact: bool = True  # BN-ReLU-conv (Identity Mappings, WRN) vs conv-BN-ReLU (original ResNet)
-    dropout: float = 0.0  # between the convolutions of a branch, never on the shortcut
-    stem: str = "cifar"  # "cifar": 3x3 conv; "imagenet": 7x7 stride 2 + 3x3 max pool
+    blocks: tuple[int, ...]  # units per stage: residual blocks, dense layers or OSA modules
+    widths: tuple[int, ...]  # per stage, before k: residual width, dense growth rate, OSA output width
+    k: int = 1  # widening factor: multiplies every width of every family
+    block: str = "basic"  # residual: "basic" or "bottleneck"
+    kernels: tuple[int, ...] = (3, 3)  # residual: kernel size of each conv in a branch (basic: len = l)
+    shortcut: str = "B"  # residual: A zero-pad, B projection where shape changes, C projection always, none
+    preact: bool = True  # residual: BN-ReLU-conv (Identity Mappings, WRN) vs conv-BN-ReLU (original ResNet)
+    dropout: float = 0.0  # residual: between a branch's convolutions; dense: after every convolution
+    stem: str = "cifar"  # "cifar": 3x3 conv; "imagenet": 7x7 stride 2 + 3x3 max pool; "vovnet": three 3x3 convs
     stem_width: int = 16
     in_channels: int = 3
     num_classes: int = 10
-    gates: bool = False  # a learnable scalar on each branch (block-sparsity training, pruning)
-    zero_init_residual: bool = False  # zero the last BN of each branch at init (Goyal et al. 2017)
+    gates: bool = False  # residual: a learnable scalar on each branch (block-sparsity training, pruning)
+    zero_init_residual: bool = False  # residual: zero the last BN of each branch at init (Goyal et al. 2017)
+    family: str = "residual"  # "residual", "dense" or "osa"
+    head: str = "gap"  # "gap": global average pool then linear; "flatten": the whole last map into the linear
+    input_size: int | None = None  # flatten head: the side of the square inputs its linear layer is built for
+    compression: float = 0.5  # dense: theta, the fraction of channels a transition keeps (DenseNet-C: < 1)
+    dense_bottleneck: bool = True  # dense: a 1x1 conv to 4 x growth before each 3x3 (DenseNet-B)
+    osa_convs: int = 5  # osa: 3x3 convolutions per module
+    inner_widths: tuple[int, ...] = ()  # osa: per stage, before k, the 3x3 convs' width; empty: half the width
+    identity: bool = False  # osa: VoVNetV2 identity shortcut on every module but a stage's first
+    ese: bool = False  # osa: VoVNetV2 effective squeeze-excitation on each stage's last module
 
     def __post_init__(self) -> None:
-        _validate(self)
+        validate(self)
 
-    # ---- derived quantities -------------------------------------------------------------------------
+    # ---- derived quantities -------------------------------------------------------------------------------
     @property
     def depth(self) -> int:
-        """Weighted layers on the longest path: stem conv + branch convs + classifier (ResNet counting)."""
-        return 1 + sum(self.blocks) * len(self.kernels) + 1
+        """Weighted layers on the longest path: stem convs + the stages' convs + classifier (ResNet counting)."""
+        stem = 3 if self.stem == "vovnet" else 1
+        if self.family == "dense":
+            per_layer = 2 if self.dense_bottleneck else 1
+            return stem + sum(self.blocks) * per_layer + len(self.blocks) - 1 + 1  # transitions are convs too
+        if self.family == "osa":
+            return stem + sum(self.blocks) * (self.osa_convs + 1) + 1
+        return stem + sum(self.blocks) * len(self.kernels) + 1
+
+    @property
+    def post_activation(self) -> bool:
+        """conv-BN-ReLU layers (original ResNet, VoVNet) rather than BN-ReLU-conv (pre-act ResNet, DenseNet)."""
+        return self.family == "osa" or (self.family == "residual" and not self.preact)
 
     def out_channels(self, stage: int) -> int:
-        """Channels leaving every block of `stage`."""
-        if self.block == "bottleneck":
+        """Channels leaving every block of `stage` (dense: leaving the dense block, the concatenation)."""
+        if self.family == "dense":
+            return self.stage_in_channels(stage) + self.blocks[stage] * self.inner_channels(stage)
+        if self.family == "residual" and self.block == "bottleneck":
             return self.widths[stage] * BOTTLENECK_EXPANSION
         return self.widths[stage] * self.k
 
     def inner_channels(self, stage: int) -> int:
-        """Channels of the convolutions inside a branch of `stage`."""
+        """Channels of the convolutions inside a unit of `stage` (dense: the growth rate; osa: the 3x3 convs)."""
+        if self.family == "osa":
+            return self.inner_widths[stage] * self.k if self.inner_widths else max(1, self.widths[stage] * self.k // 2)
         return self.widths[stage] * self.k
+
+    def stage_in_channels(self, stage: int) -> int:
+        """Channels entering `stage` (dense: after its transition)."""
+        if stage == 0:
+            return self.stem_width
+        previous = self.out_channels(stage - 1)
+        return int(self.compression * previous + 1e-9) if self.family == "dense" else previous
 
     def stride(self, stage: int, index: int) -> int:
         return 2 if stage > 0 and index == 0 else 1
 
     def block_in_channels(self, stage: int, index: int) -> int:
-        if index > 0:
-            return self.out_channels(stage)
-        return self.stem_width if stage == 0 else self.out_channels(stage - 1)
+        if self.family == "dense":
+            return self.stage_in_channels(stage) + index * self.inner_channels(stage)
+        return self.out_channels(stage) if index > 0 else self.stage_in_channels(stage)
 
     def changes_shape(self, stage: int, index: int) -> bool:
         """True where a block's output shape differs from its input (stride or channels)."""
         return self.stride(stage, index) != 1 or self.block_in_channels(stage, index) != self.out_channels(stage)
 
-    # ---- serialisation ------------------------------------------------------------------------------
+    def feature_sizes(self, input_size: int) -> list[int]:
+        """The side of each stage's feature maps for square inputs of `input_size`; SpecError where one vanishes."""
+        half = lambda n: (n - 1) // 2 + 1  # noqa: E731  a stride-2 conv with 'same' padding, or x[::2]
+        n = half(half(input_size)) if self.stem in ("imagenet", "vovnet") else input_size
+        sizes = [n]
+        for _ in self.blocks[1:]:
+            if self.family == "dense":
+                n //= 2  # 2x2 average pool
+            elif self.family == "osa":
+                n = math.ceil((n - 3) / 2) + 1  # 3x3 stride-2 max pool in ceil mode, as VoVNet's code has it
+            else:
+                n = half(n)
+            sizes.append(n)
+        if min(sizes) < 1:
+            stage = next(i for i, v in enumerate(sizes) if v < 1)
+            raise SpecError(f"input size {input_size}x{input_size} is too small for this network: stage {stage} "
+                            "would have no pixels left; use larger inputs or fewer stages")
+        return sizes
+
+    # ---- serialisation --------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for name in ("blocks", "widths", "kernels"):
-            d[name] = list(d[name])
-        return d
+        """The fields this network uses (those of its family and head), as plain JSON data."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not applies(f.name, self.family, self.head) or (f.name in _LATER_FIELDS and value == f.default):
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "spec") -> ArchSpec:
-        """Build from plain data, naming `source` (a file, say) and the offending key in any error."""
+        """Build from plain data, naming `source` (a file, say) and the offending key in any error.
+
+        A field the family (or head) does not use is an error when it is written at all, even at its default."""
         if not isinstance(data, dict):
             raise SpecError(f"{source}: expected a JSON object of ArchSpec fields, got {type(data).__name__}")
         allowed = [f.name for f in dataclasses.fields(cls)]
@@ -102,10 +181,12 @@ class ArchSpec:
         missing = [n for n in ("blocks", "widths") if n not in data]
         if missing:
             raise SpecError(f"{source}: missing required field {missing[0]!r}")
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in data:
-                kwargs[f.name] = _coerce(f.name, data[f.name], source)
+        kwargs = {f.name: coerce(f.name, data[f.name], source) for f in dataclasses.fields(cls) if f.name in data}
+        family, head = kwargs.get("family", "residual"), kwargs.get("head", "gap")
+        if family in FAMILIES and head in HEADS:
+            for name in kwargs:
+                if not applies(name, family, head):
+                    raise SpecError(f"{source}: {not_applicable(name, data[name], family, head)}")
         try:
             return cls(**kwargs)
         except SpecError as e:
@@ -121,100 +202,3 @@ class ArchSpec:
 
     def replace(self, **changes: Any) -> ArchSpec:
         return dataclasses.replace(self, **changes)
-
-
-_TUPLE_FIELDS = {"blocks", "widths", "kernels"}
-_INT_FIELDS = {"k", "stem_width", "in_channels", "num_classes"}
-_BOOL_FIELDS = {"preact", "gates", "zero_init_residual"}
-_STR_FIELDS = {"block", "shortcut", "stem"}
-
-
-def _coerce(name: str, value: Any, source: str) -> Any:
-    """JSON carries lists and numbers loosely; turn them into the field's type or say what is wrong."""
-
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    if name in _TUPLE_FIELDS:
-        if not isinstance(value, list | tuple) or not all(is_int(v) for v in value):
-            raise SpecError(f"{source}: {name} must be a list of integers, got {value!r}")
-        return tuple(value)
-    if name in _INT_FIELDS and not is_int(value):
-        raise SpecError(f"{source}: {name} must be an integer, got {value!r}")
-    if name in _BOOL_FIELDS and not isinstance(value, bool):
-        raise SpecError(f"{source}: {name} must be true or false, got {value!r}")
-    if name in _STR_FIELDS and not isinstance(value, str):
-        raise SpecError(f"{source}: {name} must be a string, got {value!r}")
-    if name == "dropout":
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise SpecError(f"{source}: dropout must be a number in [0, 1), got {value!r}")
-        return float(value)
-    return value
-
-
-def _validate(s: ArchSpec) -> None:
-    if not isinstance(s.blocks, tuple) or not s.blocks:
-        raise SpecError(f"blocks must be a non-empty tuple of block counts per stage, got {s.blocks!r}")
-    for i, n in enumerate(s.blocks):
-        if not isinstance(n, int) or n < 1:
-            raise SpecError(f"blocks: stage {i} has {n!r} blocks; every stage needs an integer >= 1")
-    if not isinstance(s.widths, tuple) or len(s.widths) != len(s.blocks):
-        raise SpecError(f"widths must give one width per stage ({len(s.blocks)} stages), got {s.widths!r}")
-    for i, w in enumerate(s.widths):
-        if not isinstance(w, int) or w < 1:
-            raise SpecError(f"widths: stage {i} has width {w!r}; widths must be integers >= 1")
-    if not isinstance(s.k, int) or isinstance(s.k, bool) or s.k < 1:
-        raise SpecError(f"k (widening factor) must be an integer >= 1, got {s.k!r}")
-    if s.block not in BLOCK_TYPES:
-        raise SpecError(f"block must be one of {', '.join(BLOCK_TYPES)}, got {s.block!r}")
-    if not isinstance(s.kernels, tuple) or not s.kernels:
-        raise SpecError(f"kernels must be a non-empty tuple of kernel sizes, got {s.kernels!r}")
-    for kern in s.kernels:
-        if not isinstance(kern, int) or kern < 1 or kern % 2 == 0:
-            raise SpecError(f"kernels: {kern!r} is not allowed; kernel sizes are odd integers >= 1")
-    if s.block == "bottleneck" and s.kernels != BOTTLENECK_KERNELS:
-        raise SpecError(f"kernels must be {list(BOTTLENECK_KERNELS)} for bottleneck blocks, got {list(s.kernels)}")
-    if s.shortcut not in SHORTCUTS:
-        raise SpecError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {s.shortcut!r}")
-    if not isinstance(s.dropout, int | float) or not 0.0 <= s.dropout < 1.0:
-        raise SpecError(f"dropout must be in [0, 1), got {s.dropout!r}")
-    if s.stem not in STEMS:
-        raise SpecError(f"stem must be one of {', '.join(STEMS)}, got {s.stem!r}")
-    for name in ("stem_width", "in_channels"):
-        v = getattr(s, name)
-        if not isinstance(v, int) or v < 1:
-            raise SpecError(f"{name} must be an integer >= 1, got {v!r}")
-    if not isinstance(s.num_classes, int) or s.num_classes < 2:
-        raise SpecError(f"num_classes must be an integer >= 2, got {s.num_classes!r}")
-    if s.shortcut == "A":
-        for stage in range(len(s.blocks)):
-            cin, cout = s.block_in_channels(stage, 0), s.out_channels(stage)
-            if cout < cin:
-                raise SpecError(
-                    f"shortcut A zero-pads channels, so it cannot shrink them (stage {stage}: {cin} -> {cout}); "
-                    "use shortcut B or C, or non-decreasing widths"
-                )
-    if s.gates and s.shortcut == "none":
-        raise SpecError("gates scale a residual branch; a plain network (shortcut none) has none to gate")
-
-
-def describe(spec: ArchSpec) -> str:
-    """A short name in the papers' words, e.g. 'WRN-16-4 B(3,3)' or 'ResNet-20 (A, post-act)'."""
-    kern = "B(" + ",".join(map(str, spec.kernels)) + ")"
-    stages = "-".join(map(str, spec.blocks))
-    uniform = len(set(spec.blocks)) == 1
-    wrn_family = spec.block == "basic" and spec.preact and spec.shortcut == "B" and spec.stem == "cifar" \
-        and spec.widths == (16, 32, 64) and uniform
-    if wrn_family:  # the WRN paper counts 6N+4 layers for B(3,3): the branch convs plus stem, head and 2 more
-        text = f"WRN-{spec.depth + 2}-{spec.k} {kern}"
-    else:
-        kind = "Plain" if spec.shortcut == "none" else "ResNet"
-        text = f"{kind}-{spec.depth} {spec.block if spec.block == 'bottleneck' else kern} blocks {stages}"
-        text += f" k={spec.k}" if spec.k != 1 else ""
-        text += f" ({spec.shortcut if spec.shortcut != 'none' else 'no'} shortcut, "
-        text += "pre-act)" if spec.preact else "post-act)"
-    if spec.dropout:
-        text += f" dropout {spec.dropout:g}"
-    if spec.gates:
-        text += " gated"
-    return text

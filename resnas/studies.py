@@ -22,15 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import shipped
 from .config import from_table
 from .data import DataConfig
 from .errors import UserError
 from .search import SearchConfig
-from .spaces import SPACE_KEYS, Space, load_space, read_toml, resolve_toml, shipped_in, space_from_doc
+from .shipped import names, read_toml, resolve_file
+from .spaces import SPACE_KEYS, Space, load_space, space_from_doc
 from .train import TrainConfig
 
-STUDIES_DIR = shipped.folder("studies")
 SECTIONS = {"description": str, "claim": str, "search": dict, "train": dict, "data": dict, "prune": dict,
             "report": dict, "paper": list, "fixed": dict, "choices": dict, "cells": list}
 REPORT_KEYS = ("x", "series")
@@ -70,14 +69,14 @@ class StudyConfig:
 
 
 def shipped_studies() -> list[str]:
-    return shipped_in(STUDIES_DIR)
+    return names("studies")
 
 
 def load_study_config(name_or_path: str) -> StudyConfig:
     """Read and validate a study config: every key is checked against the dataclass it fills."""
-    path = resolve_toml(name_or_path, STUDIES_DIR, "study config", StudyConfigError)
+    path = resolve_file(name_or_path, "studies", "study config", StudyConfigError)
     where = f"study config {path}"
-    doc = read_toml(path, "study config")
+    doc = read_toml(path, "study config", StudyConfigError)
     for key, value in doc.items():
         if key not in SECTIONS:
             raise StudyConfigError(f"{where}: unknown key {key!r}; allowed: {', '.join(SECTIONS)}")

@@ -14,6 +14,13 @@ from .importance import BlockId
 from .models import ResNet, build
 
 
+def check_family(model: ResNet) -> None:
+    if model.spec.family != "residual":
+        raise UserError(f"cannot prune a {model.spec.family} network: pruning removes residual blocks with identity "
+                        "shortcuts, and only the residual family has them (dense layers are concatenated, not added; "
+                        "OSA modules are not supported)")
+
+
 def removable(model: ResNet) -> list[BlockId]:
     """Blocks whose shortcut is the identity: removing one leaves every shape downstream as it was."""
     spec = model.spec
@@ -37,6 +44,7 @@ def greedy(model: ResNet, order: Sequence[BlockId]) -> list[BlockId]:
 
 def remove_blocks(model: ResNet, drop: set[BlockId]) -> ResNet:
     """A new, smaller network without the blocks in `drop`; every other weight is copied exactly."""
+    check_family(model)
     spec = model.spec
     bad = drop - set(removable(model))
     if bad:

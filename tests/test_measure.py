@@ -53,6 +53,36 @@ def test_analytic_cost_equals_counted_cost(seed):
     assert flop_counter_mflops(model, size, spec.in_channels) == pytest.approx(counted, rel=1e-6)
 
 
+def random_family_spec(rng: random.Random) -> tuple[ArchSpec, int]:
+    """A dense or osa network, or a residual one with a flatten head, with any stem."""
+    n_stages = rng.randint(1, 3)
+    family = rng.choice(["dense", "osa", "residual"])
+    head = "flatten" if family == "residual" else rng.choice(["gap", "flatten"])
+    stem = rng.choice(["cifar", "imagenet", "vovnet"])
+    size = rng.choice([8, 11, 16]) if stem == "cifar" else rng.choice([32, 37])
+    own = {"dense": {"compression": rng.choice([0.5, 0.7, 1.0]), "dense_bottleneck": rng.random() < 0.5,
+                     "dropout": rng.choice([0.0, 0.2])},
+           "osa": {"osa_convs": rng.randint(1, 4), "identity": rng.random() < 0.5, "ese": rng.random() < 0.5,
+                   "inner_widths": rng.choice([(), tuple(rng.randint(2, 6) for _ in range(n_stages))])},
+           "residual": {"preact": rng.random() < 0.5}}[family]
+    return ArchSpec(blocks=tuple(rng.randint(1, 3) for _ in range(n_stages)),
+                    widths=tuple(rng.choice([4, 6, 8]) for _ in range(n_stages)), k=rng.randint(1, 2),
+                    family=family, head=head, input_size=size if head == "flatten" else None, stem=stem,
+                    stem_width=rng.choice([4, 6]), in_channels=rng.choice([1, 3]), num_classes=rng.randint(2, 12),
+                    **own), size
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_analytic_cost_equals_counted_cost_for_every_family_and_head(seed):
+    spec, size = random_family_spec(random.Random(seed))
+    model = build(spec)
+    cost = analytic_cost(spec, size)
+    assert cost.params == count_params(model)
+    counted = thop_mflops(model, size, spec.in_channels)
+    assert cost.mflops == pytest.approx(counted, rel=1e-9)
+    assert flop_counter_mflops(model, size, spec.in_channels) == pytest.approx(counted, rel=1e-9)
+
+
 def test_thop_leaves_model_loadable_strictly():
     model = build(preset("resnet-20"))
     state = {k: v.clone() for k, v in model.state_dict().items()}

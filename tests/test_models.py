@@ -5,8 +5,8 @@ import torch
 import torchvision
 
 from resnas.measure import count_params
-from resnas.models import Block, ZeroPadShortcut, build, last_bn
-from resnas.presets import preset, resnet, wrn
+from resnas.models import Block, Network, ResNet, ZeroPadShortcut, build, last_bn
+from resnas.presets import densenet, preset, resnet, wrn
 from resnas.spec import ArchSpec
 
 TORCHVISION = {
@@ -110,3 +110,10 @@ def test_gates_are_parameters():
     model = build(wrn(10, 1).replace(gates=True))
     assert count_params(model) == count_params(build(wrn(10, 1))) + 3
     assert "stages.2.0.gate" in model.state_dict()
+
+
+def test_every_family_shares_the_network_layout():
+    for spec in (wrn(10, 1), densenet(40, 12), preset("vovnet39")):
+        model = build(spec)
+        assert isinstance(model, Network) and [n for n, _ in model.named_children()] == ["stem", "stages", "head", "fc"]
+    assert type(build(wrn(10, 1))) is ResNet

@@ -45,6 +45,20 @@ def test_rejects_impossible_specs_naming_field(change, words):
     assert words in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["densenet121", "densenet-bc-100-12", "densenet-40-12", "vovnet39", "vovnet57",
+                                  "ese-vovnet39", "ese-vovnet57"])
+def test_family_presets_round_trip_and_parse(name):
+    spec = preset(name)
+    assert ArchSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    assert spec.family in ("dense", "osa")
+
+
+def test_depth_counts_each_familys_layers_as_its_paper():
+    assert preset("densenet-bc-100-12").depth == 100 and preset("densenet-40-12").depth == 40
+    assert preset("densenet121").depth == 121 and preset("densenet201").depth == 201
+    assert preset("vovnet39").depth - 1 == 39 and preset("vovnet57").depth - 1 == 57  # VoVNet omits the classifier
+
+
 def test_from_dict_names_source_and_key():
     with pytest.raises(SpecError, match=r"my\.json: unknown field 'depth'; allowed: blocks"):
         ArchSpec.from_dict({"blocks": [1], "widths": [4], "depth": 3}, source="my.json")

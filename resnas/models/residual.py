@@ -1,4 +1,4 @@
-"""build(spec) -> nn.Module: a pure function from an ArchSpec to an untrained residual network.
+"""The residual family: ResNet, pre-activation ResNet, Wide ResNet, plain networks (shortcut none).
 
 State-dict keys are an API (pruning rewrites them): `stem.*`, `stages.{s}.{b}.branch.*`,
 `stages.{s}.{b}.shortcut.*`, `stages.{s}.{b}.gate`, `head.*`, `fc.*`.
@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spec import ArchSpec
+from ..spec import ArchSpec
+from .common import Network, classifier, conv, head, init_weights, stem
 
 
 class ZeroPadShortcut(nn.Module):
@@ -51,30 +52,10 @@ class Block(nn.Module):
         return F.relu(out) if self.post_relu else out
 
 
-class ResNet(nn.Module):
-    def __init__(self, spec: ArchSpec, stem: nn.Sequential, stages: nn.ModuleList, head: nn.Sequential,
-                 fc: nn.Linear) -> None:
-        super().__init__()
-        self.spec = spec
-        self.stem = stem
-        self.stages = stages
-        self.head = head
-        self.fc = fc
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        x = self.head(x)
-        return self.fc(torch.flatten(x, 1))
-
+class ResNet(Network):
     def blocks(self) -> list[tuple[int, int, Block]]:
         """Every residual block as (stage, index, block)."""
         return [(s, i, blk) for s, stage in enumerate(self.stages) for i, blk in enumerate(stage)]
-
-
-def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
 
 
 def _stride_position(kernels: tuple[int, ...]) -> int:
@@ -116,38 +97,12 @@ def _shortcut(spec: ArchSpec, cin: int, cout: int, stride: int) -> nn.Module | N
     return nn.Identity()
 
 
-def _stem(spec: ArchSpec) -> nn.Sequential:
-    w = spec.stem_width
-    if spec.stem == "imagenet":
-        return nn.Sequential(nn.Conv2d(spec.in_channels, w, 7, stride=2, padding=3, bias=False),
-                             nn.BatchNorm2d(w), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
-    layers: list[nn.Module] = [conv(spec.in_channels, w, 3)]
-    if not spec.preact:  # a pre-activation net normalises at the start of the first branch instead
-        layers += [nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers)
-
-
 def last_bn(branch: nn.Sequential) -> nn.BatchNorm2d:
     """The branch's final BatchNorm: it scales the branch output (post-act) or the last conv's input (pre-act)."""
     return [m for m in branch if isinstance(m, nn.BatchNorm2d)][-1]
 
 
-def _init(model: ResNet, spec: ArchSpec) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")  # He et al. (2015)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-    if spec.zero_init_residual:
-        # Goyal et al. (2017): each block starts as the identity. In a pre-act branch the last BN feeds the last
-        # conv through a ReLU, so zeroing its scale zeroes the branch output too.
-        for _, _, blk in model.blocks():
-            nn.init.zeros_(last_bn(blk.branch).weight)
-
-
-def build(spec: ArchSpec) -> ResNet:
-    """Make the network `spec` describes, on the CPU in fp32. Placement, dtype and compilation are the caller's."""
+def build_residual(spec: ArchSpec) -> ResNet:
     stages = nn.ModuleList()
     for s, n in enumerate(spec.blocks):
         cout, inner = spec.out_channels(s), spec.inner_channels(s)
@@ -158,8 +113,11 @@ def build(spec: ArchSpec) -> ResNet:
                                 post_relu=not spec.preact, gated=spec.gates))
         stages.append(nn.Sequential(*blocks))
     c_last = spec.out_channels(len(spec.blocks) - 1)
-    head: list[nn.Module] = [nn.BatchNorm2d(c_last), nn.ReLU(inplace=True)] if spec.preact else []
-    head.append(nn.AdaptiveAvgPool2d(1))
-    model = ResNet(spec, _stem(spec), stages, nn.Sequential(*head), nn.Linear(c_last, spec.num_classes))
-    _init(model, spec)
+    model = ResNet(spec, stem(spec), stages, head(spec, c_last, normalise=spec.preact), classifier(spec, c_last))
+    init_weights(model)
+    if spec.zero_init_residual:
+        # Goyal et al. (2017): each block starts as the identity. In a pre-act branch the last BN feeds the last
+        # conv through a ReLU, so zeroing its scale zeroes the branch output too.
+        for _, _, blk in model.blocks():
+            nn.init.zeros_(last_bn(blk.branch).weight)
     return model
