@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+import sqlalchemy.exc
 import sqlalchemy.pool
 
 from .errors import UserError
@@ -26,13 +27,21 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
     try:
         with _one_initialiser(url), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return _Storage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
     except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"cannot open storage {url!r}: {first[:200]}; give an Optuna RDB URL such as "
                         "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
+
+
+class _Storage(optuna.storages.RDBStorage):
+    def record_heartbeat(self, trial_id: int) -> None:
+        """A heartbeat that cannot be written (a full disk, a database restarting) is skipped: Optuna's heartbeat
+        thread would die of the error, printing a traceback, and leave the trial with no heartbeat at all."""
+        with contextlib.suppress(optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+            super().record_heartbeat(trial_id)
 
 
 def _one_initialiser(url: str) -> contextlib.AbstractContextManager:
