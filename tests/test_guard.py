@@ -100,9 +100,16 @@ def test_hostile_specs_are_refused_fast_in_one_line(monkeypatch, warm, spec, set
 
 def test_normal_specs_pass_on_this_machine():
     fp = guard.check(preset("wrn-16-4").replace(in_channels=1), device="cpu", **TRAIN)
-    assert 0 < fp.peak_bytes < 200 * 2**20
+    assert 0 < fp.peak_bytes("cpu") < 200 * 2**20
     fp = guard.check(preset("resnet50"), batch_size=1, input_size=224, device="cpu", training=False)
-    assert fp.params == 25_557_032 and fp.peak_bytes < 200 * 2**20
+    assert fp.params == 25_557_032 and fp.peak_bytes("cpu") < 200 * 2**20
+
+
+def test_host_peak_adds_the_allocators_slack_to_activations():
+    fp = guard.footprint(preset("wrn-16-4"), batch_size=8, input_size=32, training=True)
+    tensors = fp.weight_bytes + fp.optimizer_bytes + fp.activation_bytes
+    assert fp.peak_bytes("cuda") == tensors  # bf16 activations counted as fp32 already hold twice theirs
+    assert fp.peak_bytes("cpu") == tensors + int((guard.ALLOCATOR_SLACK - 1) * fp.activation_bytes)
 
 
 def test_free_memory_limit_names_its_source():
@@ -121,7 +128,7 @@ def test_declared_limit_lets_a_big_spec_through_and_off_turns_the_check_off(monk
     guard.check(spec, batch_size=64, input_size=32, device="cpu", training=True)
     monkeypatch.setenv(guard.ENV_LIMIT, "off")
     fp = guard.check(DEEP, device="cpu", **TRAIN)
-    assert fp.peak_bytes > 40 * 2**30
+    assert fp.peak_bytes("cpu") > 40 * 2**30
     with pytest.raises(UserError, match="over max-params 1,000,000"):  # max_params holds with the check off
         guard.check(spec, batch_size=2, input_size=32, device="cpu", training=False, max_params=1e6)
 
@@ -188,7 +195,7 @@ if training:
 else:
     with torch.no_grad():
         model.eval()(x)
-print(json.dumps({"measured": status("VmHWM:") - before, "predicted": est.peak_bytes,
+print(json.dumps({"measured": status("VmHWM:") - before, "predicted": est.peak_bytes("cpu"),
                   "tensors": est.weight_bytes + est.optimizer_bytes + est.activation_bytes}))
 """
 
