@@ -89,8 +89,14 @@ def check(spec: ArchSpec, *, batch_size: int, input_size: int, device: torch.dev
     if limit is not None and state > limit:  # the weights settle it, before a meta build (whose shapes could overflow)
         raise UserError(_refusal(spec, params, training, batch_size, input_size,
                                  f"at least {_size(state)} for its {_state_words(training)}", limit, source))
-    fp = footprint(spec, batch_size=batch_size, input_size=input_size, training=training,
-                   eval_batch_size=eval_batch_size)
+    try:
+        fp = footprint(spec, batch_size=batch_size, input_size=input_size, training=training,
+                       eval_batch_size=eval_batch_size)
+    except RuntimeError as e:  # a meta tensor past 2^63 bytes (torch: "Storage size calculation overflowed")
+        if "overflow" not in str(e):
+            raise
+        raise UserError(f"{describe(spec)} at batch {batch_size} on {input_size}x{input_size} inputs has tensors of "
+                        "more than 2^63 bytes, which no machine holds") from None
     need = fp.peak_bytes(device)
     if limit is not None and need > limit:
         parts = f"{_state_words(training)} {_size(state)}, activations {_size(need - state)}"

@@ -98,6 +98,14 @@ def test_hostile_specs_are_refused_fast_in_one_line(monkeypatch, warm, spec, set
     assert "RESNAS_MEMORY_LIMIT=SIZE" in message
 
 
+@pytest.mark.parametrize("limit", ["off", None])
+def test_sizes_past_what_a_tensor_can_address_are_one_line(monkeypatch, limit):
+    if limit:
+        monkeypatch.setenv(guard.ENV_LIMIT, limit)
+    with pytest.raises(UserError, match="has tensors of more than 2.63 bytes, which no machine holds"):
+        guard.check(preset("resnet-20"), batch_size=64, input_size=10**9, device="cpu", training=False)
+
+
 def test_normal_specs_pass_on_this_machine():
     fp = guard.check(preset("wrn-16-4").replace(in_channels=1), device="cpu", **TRAIN)
     assert 0 < fp.peak_bytes("cpu") < 200 * 2**20
@@ -154,9 +162,10 @@ def test_cgroup_limit_bounds_the_host(monkeypatch, tmp_path):
     (tmp_path / "memory.current").write_text(str(900 * 2**20))
     (tmp_path / "memory.stat").write_text(f"anon 1\ninactive_file {100 * 2**20}\n")
     monkeypatch.setattr(guard, "CGROUPS", ((str(tmp_path), "memory.max", "memory.current", "inactive_file"),))
+    monkeypatch.setattr(guard, "_meminfo_available", lambda: 8 * 2**30)
     assert guard.available_bytes("cpu") == 224 * 2**20
     (tmp_path / "memory.max").write_text("max\n")
-    assert guard.available_bytes("cpu") == guard._meminfo_available()
+    assert guard.available_bytes("cpu") == 8 * 2**30
 
 
 # ---- estimates against measured peak memory ---------------------------------------------------------------------
