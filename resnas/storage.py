@@ -1,17 +1,21 @@
 """Where studies live: Optuna RDB storage (SQLite by default, PostgreSQL to share a study between machines).
 
 RDB rather than Optuna's journal file, because only RDB storage has heartbeats: with them, a trial whose worker
-died is failed and retried by another worker.
+died is failed and retried by another worker. Workers that open a new database at once take turns creating its
+tables: a PostgreSQL advisory lock, or a lock on `<database>.lock` beside a SQLite file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import sqlalchemy
+import sqlalchemy.exc
 import sqlalchemy.pool
 
 from .errors import UserError
@@ -23,7 +27,7 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
     try:
         with _one_initialiser(url), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return _Storage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
     except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
@@ -32,14 +36,29 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
                         "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
 
 
+class _Storage(optuna.storages.RDBStorage):
+    def record_heartbeat(self, trial_id: int) -> None:
+        """A heartbeat that cannot be written (a full disk, a database restarting) is skipped: Optuna's heartbeat
+        thread would die of the error, printing a traceback, and leave the trial with no heartbeat at all."""
+        with contextlib.suppress(optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+            super().record_heartbeat(trial_id)
+
+
+def _one_initialiser(url: str) -> contextlib.AbstractContextManager:
+    """Workers started together on a new database race to create its tables and stamp its schema version; the
+    loser fails (SQLite: "UNIQUE constraint failed: alembic_version"), or on PostgreSQL its half-done transaction
+    can block its own retry forever. So they take turns: a server-wide advisory lock on PostgreSQL, an exclusive
+    lock on a file beside the database for SQLite (whose own locks cover one statement, not the whole set-up)."""
+    if url.startswith("postgresql"):
+        return _advisory_lock(url)
+    database = sqlalchemy.engine.make_url(url).database if url.startswith("sqlite") else None
+    if database and database != ":memory:":
+        return _file_lock(Path(f"{database}.lock"))
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
-def _one_initialiser(url: str):
-    """Workers started together on a new PostgreSQL database would race to create its tables, and a loser's
-    half-done transaction can block its own retry forever; a server-wide advisory lock makes them take turns.
-    SQLite serialises writers itself."""
-    if not url.startswith("postgresql"):
-        yield
-        return
+def _advisory_lock(url: str) -> Iterator[None]:
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as conn:
@@ -50,6 +69,15 @@ def _one_initialiser(url: str):
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(7346)"))
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        # A folder we cannot write to (or a filesystem without locks) holds no database we would create: go unlocked.
+        with contextlib.suppress(OSError):
+            fcntl.flock(stack.enter_context(open(path, "a")), fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def existing_studies(out_dir: str | Path) -> list[str]:
