@@ -31,12 +31,21 @@ def default_url(study_dir: Path) -> str:
     return str((study_dir / "artifacts").resolve())
 
 
-def open_store(url: str) -> Any:
-    """The artifact store named by `url`: a folder path (or file://PATH) or s3://BUCKET."""
+def check_url(url: str) -> None:
+    """Refuse a malformed store URL up front, before anything is trained for it."""
     if url.startswith("s3://"):
         bucket = url.removeprefix("s3://").strip("/")
         if not bucket or "/" in bucket:
             raise UserError(f"artifact store {url!r}: give s3://BUCKET (a bucket name, no key prefix)")
+    elif "://" in url and not url.startswith("file://"):
+        raise UserError(f"artifact store {url!r}: give a folder, file://PATH, s3://BUCKET or none")
+
+
+def open_store(url: str) -> Any:
+    """The artifact store named by `url`: a folder path (or file://PATH) or s3://BUCKET."""
+    check_url(url)
+    if url.startswith("s3://"):
+        bucket = url.removeprefix("s3://").strip("/")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import torch
 
+from . import guard
 from .config import from_table, to_table
 from .data import DataConfig
 from .errors import UserError
 from .files import atomic_write_bytes
+from .measure import default_input_size
 from .models import ResNet, build
 from .spec import ArchSpec, SpecError
 from .train import TrainConfig
@@ -44,7 +46,9 @@ class Checkpoint:
     source: str = "checkpoint"  # where it was loaded from, for error messages
 
     def model(self, device: torch.device | str = "cpu") -> ResNet:
-        """Rebuild the network from the stored spec and load the weights strictly."""
+        """Rebuild the network from the stored spec (if it fits on `device`) and load the weights strictly."""
+        guard.check(self.spec, batch_size=1, input_size=self.spec.input_size or default_input_size(self.spec),
+                    device=device, training=False)
         model = build(self.spec)
         try:
             model.load_state_dict(self.state_dict, strict=True)

@@ -186,6 +186,8 @@ def _refusal(spec: ArchSpec, params: int, training: bool, batch_size: int, input
 # ---- the simulation ----------------------------------------------------------------------------------------------
 
 def _activation_bytes(spec: ArchSpec, batch_size: int, input_size: int, training: bool) -> int:
+    if spec.family != "residual":  # a dense layer or OSA module sees more channels than the one before: no repeats
+        return _simulate(spec, batch_size=batch_size, input_size=input_size, training=training)[0]
     short = spec.replace(blocks=tuple(min(n, SHORT_STAGE) for n in spec.blocks))
     peak, per_block = _simulate(short, batch_size=batch_size, input_size=input_size, training=training)
     return peak + sum(max(0, n - SHORT_STAGE) * per_block[s] for s, n in enumerate(spec.blocks))
@@ -231,7 +233,7 @@ def _simulate(spec: ArchSpec, *, batch_size: int, input_size: int, training: boo
     model.train(training)
     live = _LiveBytes([*model.parameters(), *model.buffers()])
     held: dict[tuple[int, int], int] = {}
-    for s, i, block in model.blocks():
+    for s, i, block in model.blocks() if spec.family == "residual" else []:
         block.register_forward_hook(lambda *_, key=(s, i): held.__setitem__(key, live.live))
     with live, torch.set_grad_enabled(training):
         x = torch.empty(batch_size, spec.in_channels, input_size, input_size, device="meta", requires_grad=training)
@@ -239,5 +241,5 @@ def _simulate(spec: ArchSpec, *, batch_size: int, input_size: int, training: boo
         if training:  # the input's gradient runs every layer's backward; the weights' gradients are counted apart
             torch.autograd.grad(out.sum(), x)
         del x, out
-    per_block = [max(0, held[s, 2] - held[s, 1]) if n >= 3 else 0 for s, n in enumerate(spec.blocks)]
+    per_block = [max(0, held[s, 2] - held[s, 1]) if n >= 3 and held else 0 for s, n in enumerate(spec.blocks)]
     return live.peak, per_block

@@ -19,8 +19,9 @@ ARCH = "arch"  # spec.describe()
 MFLOPS, PARAMS = "mflops", "params"
 TRAINING = "training"  # TrainConfig fields the space varied (e.g. seed, block_sparsity)
 LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE = "latency_ms", "latency_p90_ms", "latency_device"
-CONSTRAINT = "constraint"  # [mflops, params, latency_ms] over their limits (<= 0: feasible)
-CONSTRAINED = (MFLOPS, PARAMS, LATENCY_MS)  # the order of CONSTRAINT's values (and Optuna's constraint names)
+CONSTRAINT = "constraint"  # [mflops, params, latency_ms, memory] over their limits (<= 0: feasible)
+MEMORY = "memory"  # 1.0 where the size guard found the network cannot fit on the device
+CONSTRAINED = (MFLOPS, PARAMS, LATENCY_MS, MEMORY)  # the order of CONSTRAINT's values (Optuna's constraint names)
 REJECTED = "rejected"  # why a constraint rejected it (not trained)
 DUPLICATE_OF = "duplicate_of"  # the trial whose result this one copied
 SURPLUS = "surplus"  # started after other workers filled the budget
@@ -70,7 +71,13 @@ def stopped_early(t: FrozenTrial) -> bool:
 
 
 def constraint_values(t: FrozenTrial) -> list[float]:
-    return list(t.user_attrs.get(CONSTRAINT, [0.0, 0.0, 0.0]))
+    return list(t.user_attrs.get(CONSTRAINT, [0.0] * len(CONSTRAINED)))
+
+
+def memory_rejection(t: FrozenTrial) -> bool:
+    """Rejected by the size guard (the network cannot fit on the device), not by a user's limit."""
+    values = constraint_values(t)
+    return len(values) == len(CONSTRAINED) and values[CONSTRAINED.index(MEMORY)] > 0
 
 
 def feasible(t: FrozenTrial) -> bool:

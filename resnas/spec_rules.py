@@ -20,6 +20,9 @@ HEADS = ("gap", "flatten")
 BOTTLENECK_EXPANSION = 4
 BOTTLENECK_KERNELS = (1, 3, 1)
 DENSE_BOTTLENECK = 4  # DenseNet-B: the 1x1 convolution produces 4 x growth channels (Huang et al. 2017)
+# Sizes past these are typing mistakes or attacks, not networks: refused as spec errors before any memory guard
+# (ResNet-1202, the deepest in the papers, has 200 blocks a stage; WRN-28-10's widest layer 640 channels).
+MAX_BLOCKS, MAX_WIDTH, MAX_STAGES, MAX_KERNEL, MAX_CLASSES = 10_000, 100_000, 64, 31, 1_000_000
 
 # Fields every family uses (input_size only with the flatten head), then each family's own.
 SHARED_FIELDS = ("blocks", "widths", "k", "stem", "stem_width", "in_channels", "num_classes", "family", "head",
@@ -100,12 +103,12 @@ def validate(s: Any) -> None:
     _check_choice("stem", s.stem, STEMS)
     for name in ("stem_width", "in_channels"):
         v = getattr(s, name)
-        if not _is_int(v) or v < 1:
-            raise SpecError(f"{name} must be an integer >= 1, got {v!r}")
+        if not _is_int(v) or not 1 <= v <= MAX_WIDTH:
+            raise SpecError(f"{name} must be an integer >= 1 and <= {MAX_WIDTH:,}, got {v!r}")
     if s.stem == "vovnet" and s.stem_width < 2:
         raise SpecError(f"stem_width must be >= 2 for the vovnet stem (its first convs have half), got {s.stem_width}")
-    if not _is_int(s.num_classes) or s.num_classes < 2:
-        raise SpecError(f"num_classes must be an integer >= 2, got {s.num_classes!r}")
+    if not _is_int(s.num_classes) or not 2 <= s.num_classes <= MAX_CLASSES:
+        raise SpecError(f"num_classes must be an integer >= 2 and <= {MAX_CLASSES:,}, got {s.num_classes!r}")
     if not isinstance(s.dropout, int | float) or not 0.0 <= s.dropout < 1.0:
         raise SpecError(f"dropout must be in [0, 1), got {s.dropout!r}")
     {"residual": _check_residual, "dense": _check_dense, "osa": _check_osa}[s.family](s)
@@ -124,9 +127,13 @@ def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 def _check_stages(s: Any) -> None:
     if not isinstance(s.blocks, tuple) or not s.blocks:
         raise SpecError(f"blocks must be a non-empty tuple of block counts per stage, got {s.blocks!r}")
+    if len(s.blocks) > MAX_STAGES:
+        raise SpecError(f"blocks: {len(s.blocks)} stages; at most {MAX_STAGES} are allowed")
     for i, n in enumerate(s.blocks):
         if not _is_int(n) or n < 1:
             raise SpecError(f"blocks: stage {i} has {n!r} blocks; every stage needs an integer >= 1")
+        if n > MAX_BLOCKS:
+            raise SpecError(f"blocks: stage {i} has {n:,} blocks; at most {MAX_BLOCKS:,} a stage are allowed")
     if not isinstance(s.widths, tuple) or len(s.widths) != len(s.blocks):
         raise SpecError(f"widths must give one width per stage ({len(s.blocks)} stages), got {s.widths!r}")
     what = {"residual": "width", "dense": "growth rate", "osa": "output width"}[s.family]
@@ -134,6 +141,9 @@ def _check_stages(s: Any) -> None:
         if not _is_int(w) or w < 1:
             hint = " (a dense network's widths are its growth rates)" if s.family == "dense" else ""
             raise SpecError(f"widths: stage {i} has {what} {w!r}; widths must be integers >= 1{hint}")
+        if _is_int(s.k) and w * s.k > MAX_WIDTH:
+            raise SpecError(f"widths: stage {i} has {what} {w:,} x k {s.k} = {w * s.k:,} channels; at most "
+                            f"{MAX_WIDTH:,} are allowed")
 
 
 def _check_residual(s: Any) -> None:
@@ -141,8 +151,8 @@ def _check_residual(s: Any) -> None:
     if not isinstance(s.kernels, tuple) or not s.kernels:
         raise SpecError(f"kernels must be a non-empty tuple of kernel sizes, got {s.kernels!r}")
     for kern in s.kernels:
-        if not _is_int(kern) or kern < 1 or kern % 2 == 0:
-            raise SpecError(f"kernels: {kern!r} is not allowed; kernel sizes are odd integers >= 1")
+        if not _is_int(kern) or kern < 1 or kern % 2 == 0 or kern > MAX_KERNEL:
+            raise SpecError(f"kernels: {kern!r} is not allowed; kernel sizes are odd integers >= 1 and <= {MAX_KERNEL}")
     if s.block == "bottleneck" and s.kernels != BOTTLENECK_KERNELS:
         raise SpecError(f"kernels must be {list(BOTTLENECK_KERNELS)} for bottleneck blocks, got {list(s.kernels)}")
     _check_choice("shortcut", s.shortcut, SHORTCUTS)

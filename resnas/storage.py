@@ -48,12 +48,14 @@ def _one_initialiser(url: str) -> contextlib.AbstractContextManager:
     """Workers started together on a new database race to create its tables and stamp its schema version; the
     loser fails (SQLite: "UNIQUE constraint failed: alembic_version"), or on PostgreSQL its half-done transaction
     can block its own retry forever. So they take turns: a server-wide advisory lock on PostgreSQL, an exclusive
-    lock on a file beside the database for SQLite (whose own locks cover one statement, not the whole set-up)."""
+    lock on the database file itself for SQLite (whose own locks cover one statement, not the whole set-up; flock
+    is separate from them, and an empty file is what SQLite takes for a new database, so nothing else is left
+    beside the study)."""
     if url.startswith("postgresql"):
         return _advisory_lock(url)
     database = sqlalchemy.engine.make_url(url).database if url.startswith("sqlite") else None
     if database and database != ":memory:":
-        return _file_lock(Path(f"{database}.lock"))
+        return _file_lock(Path(database))
     return contextlib.nullcontext()
 
 

@@ -230,3 +230,11 @@ def test_prediction_against_measured_peak_rss(case):
           f"predicted, {r['measured'] / r['tensors']:.2f} x the tensors")
     assert 0.6 <= r["measured"] / r["predicted"] <= 1.3
     assert r["measured"] >= 0.9 * r["tensors"]
+
+
+@pytest.mark.parametrize("name", ["densenet-bc-100-12", "vovnet39", "ese-vovnet39"])
+def test_every_family_has_a_footprint(name):
+    spec = preset(name)
+    size = 224 if spec.stem != "cifar" else 32
+    fp = guard.footprint(spec, batch_size=2, input_size=size, training=True)
+    assert fp.params == analytic_cost(spec, size).params and fp.activation_bytes > 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import checkpoint
+from .. import checkpoint, guard
 from ..artifacts import trial_checkpoint
 from ..data import DataConfig
 from ..errors import UserError
@@ -62,6 +62,8 @@ def _measured(args: argparse.Namespace) -> tuple[ArchSpec, int]:
 
 def measure(args: argparse.Namespace) -> Record:
     spec, size = _measured(args)
+    guard.check(spec, batch_size=args.batch_size, input_size=size, device=pick_device(args.device), training=False,
+                max_params=args.max_params)
     model = build(spec)
     mflops = thop_mflops(model, size, spec.in_channels)
     lat = measure_latency(model, in_channels=spec.in_channels, input_size=size, batch_size=args.batch_size,

@@ -197,6 +197,8 @@ def build_parser(commands: dict[str, Any]) -> Parser:
     s.add_argument("--num-classes", type=int)
     s.add_argument("--batch-size", type=int, default=1)
     s.add_argument("--repeats", type=int, default=30)
+    s.add_argument("--max-params", type=float, help="refuse a network with more parameters (the memory guard "
+                   "always applies; RESNAS_MEMORY_LIMIT=64G declares the memory it may assume, =off lifts it)")
     add_common(s)
 
     s = sub.add_parser("train", help="train one architecture and write a checkpoint")

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from .. import checkpoint, records
+from .. import checkpoint, guard, records
 from ..config import from_table
 from ..data import Data, DataConfig, load_data
 from ..errors import UserError
@@ -37,6 +37,8 @@ def baseline_frame(study: optuna.Study, folder: Path, *, device: str = "auto") -
         else:
             data = data or load_data(data_config, pick_device(device))
             spec = preset(name).replace(in_channels=data.in_channels, num_classes=data.num_classes)
+            guard.check(spec, batch_size=train_config.batch_size, input_size=data.image_size, device=data.device,
+                        training=True, eval_batch_size=train_config.eval_batch_size)
             fitted = fit(spec, data, train_config)
             save(fitted, path, train_config=train_config, data_config=data_config)
             metrics = fitted.metrics()

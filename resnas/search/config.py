@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..artifacts import NONE, default_url
+from ..artifacts import NONE, check_url, default_url
 from ..errors import UserError
 from ..importance import criterion
 from ..records import DEFAULT_OBJECTIVES, OBJECTIVES
@@ -74,6 +74,8 @@ class SearchConfig:
         if self.study is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.study):
             raise UserError(f"study name {self.study!r} is not allowed; use letters, digits, '.', '_' and '-' "
                             "(no path separators)")
+        if self.artifacts and self.artifacts != NONE:
+            check_url(self.artifacts)
         for name in ("max_mflops", "max_params", "max_latency_ms", "timeout", "target_mflops"):
             v = getattr(self, name)
             if v is not None and v <= 0:

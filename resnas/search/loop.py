@@ -68,7 +68,8 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
             bar.close()
     result = summarise(study, config.objectives, url, time.perf_counter() - start)
     result.interrupted = interrupted
-    result.nothing_trained = why_nothing_trained(result, lambda: cheapest(space, runner.data, config))
+    result.nothing_trained = why_nothing_trained(result, study.get_trials(deepcopy=False),
+                                                 lambda: cheapest(space, runner.data, config))
     return result
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from .. import records as R
 
@@ -31,15 +31,18 @@ class SearchResult:
         return asdict(self)
 
 
-def why_nothing_trained(result: SearchResult, cheapest: Callable[[], str]) -> str | None:
+def why_nothing_trained(result: SearchResult, trials: list[FrozenTrial], cheapest: Callable[[], str]) -> str | None:
     """None when some architecture trained (even if only to a rung); otherwise the reason, in one line. `cheapest`
-    names the space's cheapest architecture (computed only when rejections are the reason)."""
+    names the space's cheapest architecture (computed only when limits rejected everything)."""
     if result.n_complete or result.n_pruned or result.interrupted:
         return None
     if result.n_failed:
         first = (result.errors or ["no error recorded"])[0]
         return f"every architecture tried failed ({result.n_failed}); the first: {first}"
     if result.n_rejected:
+        reasons = [t.user_attrs[R.REJECTED] for t in trials if R.REJECTED in t.user_attrs]
+        if all(R.memory_rejection(t) for t in trials if R.REJECTED in t.user_attrs):
+            return f"no architecture sampled ({result.n_rejected}) fits on this device; the first: {reasons[0]}"
         return f"every architecture sampled ({result.n_rejected}) was rejected by the constraints; {cheapest()}"
     return None
 

@@ -15,10 +15,12 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from .. import guard
 from .. import records as R
 from ..artifacts import upload
 from ..asha import MOASHA
 from ..data import Data, DataConfig, load_data
+from ..errors import UserError
 from ..fit import Fit, Fitted, fit, save
 from ..measure import analytic_cost, measure_latency
 from ..models import build
@@ -87,9 +89,14 @@ class TrialRunner:
                                  R.PARAMS: cost.params, R.TRAINING: training}
         _record(trial, attrs)
         violation = [cost.mflops - c.max_mflops if c.max_mflops else 0.0,
-                     cost.params - c.max_params if c.max_params else 0.0, 0.0]
+                     cost.params - c.max_params if c.max_params else 0.0, 0.0, 0.0]
         if violation[0] > 0 or violation[1] > 0:
             return self._reject(trial, attrs, violation)
+        try:  # a network the device cannot hold is infeasible, like one over a limit: never built, never trained
+            guard.check(spec, batch_size=train_config.batch_size, input_size=self.data.image_size,
+                        device=self.device, training=True, eval_batch_size=train_config.eval_batch_size)
+        except UserError as e:
+            return self._reject(trial, attrs, [*violation[:3], 1.0], why=str(e))
         if (reused := self._reuse(trial, attrs[R.SPEC], training)) is not None:
             return reused
         lat = measure_latency(build(spec), in_channels=spec.in_channels, input_size=self.data.image_size,
@@ -127,20 +134,21 @@ class TrialRunner:
                         R.CHECKPOINT: str(path), R.SECONDS: timing["steps"], R.TIMING: timing})
         return self._values(attrs)
 
-    def _reject(self, trial: optuna.Trial, attrs: dict[str, Any], violation: list[float]) -> Values:
-        why = ", ".join(f"{n} {attrs[n]:.4g} over the limit by {v:.4g}"
-                        for n, v in zip(R.CONSTRAINED, violation, strict=True) if v > 0)
+    def _reject(self, trial: optuna.Trial, attrs: dict[str, Any], violation: list[float],
+                why: str | None = None) -> Values:
+        why = why or ", ".join(f"{n} {attrs[n]:.4g} over the limit by {v:.4g}"
+                               for n, v in zip(R.CONSTRAINED, violation, strict=True) if v > 0)
         trial.set_user_attr(R.REJECTED, why)
         self._constrain(trial, violation)
         return self._values({**attrs, R.VAL_ACC: 0.0, R.LATENCY_MS: attrs.get(R.LATENCY_MS, 0.0)})
 
     def _constrain(self, trial: optuna.Trial, violation: list[float]) -> None:
-        """Record how far each limit is exceeded; in a constrained search the sampler sees it too (Optuna 5's
-        `Trial.set_constraint`) and learns to avoid infeasible regions."""
+        """Record how far each limit is exceeded; the sampler sees it too (Optuna 5's `Trial.set_constraint`) and
+        learns to avoid infeasible regions. Trials of older studies carry none, which Optuna reads as feasible."""
+        violation = [*violation, *[0.0] * (len(R.CONSTRAINED) - len(violation))]  # older studies recorded three
         trial.set_user_attr(R.CONSTRAINT, violation)
-        if self.config.constrained():
-            for name, value in zip(R.CONSTRAINED, violation, strict=True):
-                trial.set_constraint(name, value)
+        for name, value in zip(R.CONSTRAINED, violation, strict=True):
+            trial.set_constraint(name, value)
 
     def _reuse(self, trial: optuna.Trial, key: str, training: dict[str, Any]) -> Values | None:
         """An architecture already trained in this study (with the same seed and training settings) is not trained
