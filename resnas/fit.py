@@ -93,15 +93,19 @@ def train_file(arch: str, config: TrainConfig, data_config: DataConfig, *, out: 
             "seconds": sum(r.seconds for r in fitted.result.history), "checkpoint": str(path)}
 
 
-def evaluate_file(path: str | Path, *, device: str = "auto") -> dict[str, Any]:
-    """`resnas eval`: a checkpoint evaluated on the validation and test splits it was trained with."""
+def load_with_data(path: str | Path, device: str, *, why: str) -> tuple[checkpoint.Checkpoint, Data, nn.Module]:
+    """A checkpoint, the dataset it records (on `device`) and its model there; `why` the data is needed."""
     ckpt = checkpoint.load(path)
     if ckpt.data_config is None:
-        raise UserError(f"checkpoint {path}: it records no dataset, so it cannot be evaluated; re-import it with "
-                        "--dataset")
+        raise UserError(f"checkpoint {path}: it records no dataset, so {why}; name the data the model was trained "
+                        "on when importing it (resnas import FILE --dataset ...)")
     dev = pick_device(device)
-    data = load_data(ckpt.data_config, dev)
-    model = ckpt.model(dev)
+    return ckpt, load_data(ckpt.data_config, dev), ckpt.model(dev)
+
+
+def evaluate_file(path: str | Path, *, device: str = "auto") -> dict[str, Any]:
+    """`resnas eval`: a checkpoint evaluated on the validation and test splits it was trained with."""
+    ckpt, data, model = load_with_data(path, device, why="it cannot be evaluated")
     return {"val_acc": evaluate(model, data, "val")[0], "test_acc": evaluate(model, data, "test")[0],
             "params": count_params(model), "mflops": analytic_cost(ckpt.spec, data.image_size).mflops,
             "dataset": ckpt.data_config.dataset}

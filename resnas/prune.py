@@ -24,15 +24,16 @@ from typing import Any
 
 from . import checkpoint, records
 from .artifacts import CACHE, local_checkpoint
-from .data import Data, load_data
+from .data import Data
 from .errors import UserError
 from .files import atomic_write_text
+from .fit import load_with_data
 from .importance import BlockId, criterion
 from .measure import analytic_cost, count_params, measure_latency
 from .models import ResNet
 from .storage import open_study
 from .surgery import check_family, greedy, recalibrate_bn, removable, remove_blocks
-from .train import TrainConfig, evaluate, pick_device, train
+from .train import TrainConfig, evaluate, train
 
 # ---- selection modes -----------------------------------------------------------------------------------------
 
@@ -197,16 +198,11 @@ def prune_checkpoint(path: str | Path, config: PruneConfig, *, out: str | Path |
     """Prune the model in checkpoint `path` into a new checkpoint (default `<stem>-pruned.pt` beside it) and a JSON
     record of the run (`<out>.json`). The input file is only read."""
     path = Path(path)
-    ckpt = checkpoint.load(path)
     out = Path(out) if out else path.with_name(f"{path.stem}-pruned.pt")
     if out.resolve() == path.resolve():
         raise UserError(f"--out {out} is the input checkpoint; the pruned model goes to a new file")
-    if ckpt.data_config is None:
-        raise UserError(f"checkpoint {path}: it records no dataset, so there is nothing to calibrate on; name the "
-                        "data the model was trained on when importing it (resnas import FILE --dataset ...)")
-    dev = pick_device(device)
-    data = load_data(ckpt.data_config, dev)
-    model = ckpt.model(dev)
+    ckpt, data, model = load_with_data(path, device, why="there is nothing to calibrate on")
+    dev = data.device
 
     def measure(m: ResNet) -> dict[str, Any]:
         lat = measure_latency(m, in_channels=m.spec.in_channels, input_size=data.image_size, device=dev)

@@ -3,7 +3,6 @@ this module makes, its JSON API is read as the page reads it, and headless Chrom
 
 import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -16,11 +15,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from nets import chromium_or_fail
 from optuna.trial import TrialState
 
 from resnas import records
 from resnas.data import DataConfig
-from resnas.report.browser import find_chromium, headless_flags
+from resnas.report.browser import headless_flags
 from resnas.search import SearchConfig, run_search
 from resnas.search.study import create_study
 from resnas.spaces import load_space
@@ -187,17 +187,10 @@ class Subtree(HTMLParser):
         return counts
 
 
-def chromium_or_skip() -> str:
-    path = find_chromium()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing under CI: .ci/run installs Debian's chromium package")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    return path
 
 
 def dump_dom(url: str) -> str:
-    chromium = chromium_or_skip()
+    chromium = chromium_or_fail()
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.run([chromium, *headless_flags(profile), "--enable-logging=stderr", "--v=0",
                                "--window-size=1400,2200", "--virtual-time-budget=20000", "--dump-dom", url],

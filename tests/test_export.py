@@ -3,6 +3,7 @@ import sys
 import pytest
 import torch
 import torchvision
+from nets import randomise
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
@@ -14,22 +15,6 @@ from resnas.importer import import_file
 from resnas.models import build
 from resnas.presets import imagenet_resnet, resnet, wrn
 from resnas.prune import PruneConfig, prune_checkpoint
-
-
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics, affine parameters and gates, so that equal outputs mean equal networks."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.25)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
-            if getattr(m, "gate", None) is not None:
-                m.gate.copy_(torch.rand((), generator=g) * 1.5 + 0.1)
-    return model.eval()
 
 
 def x(batch: int, channels: int = 3, size: int = 32) -> torch.Tensor:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from nets import randomise
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
@@ -16,20 +17,6 @@ from resnas.measure import flop_counter_mflops
 from resnas.models import build
 from resnas.presets import preset, wrn
 from resnas.prune import PruneConfig, prune_checkpoint
-
-
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics and affine parameters, so that equal outputs mean equal networks."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.25)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
-    return model.eval()
 
 
 def same_outputs(ours: nn.Module, theirs: nn.Module, channels: int = 3, size: int = 32) -> None:

@@ -1,11 +1,11 @@
 import json
-import os
 import re
 import subprocess
 import tempfile
 
 import optuna
 import pytest
+from nets import chromium_or_fail
 
 from resnas.cli import main
 from resnas.data import DataConfig
@@ -14,7 +14,7 @@ from resnas.presets import wrn
 from resnas.prune import PruneConfig, prune_pareto
 from resnas.records import pareto_trials
 from resnas.report import collect, render, write_report
-from resnas.report.browser import find_chromium, headless_flags
+from resnas.report.browser import headless_flags
 from resnas.report.figures import plotted
 from resnas.search import SearchConfig, run_search
 from resnas.storage import open_storage
@@ -107,13 +107,6 @@ def test_without_latency_leaves_figure_out(tmp_path):
     assert data.trials["on_front"].all()
 
 
-def chromium_or_fail():
-    path = find_chromium()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing under CI: .ci/run installs Debian's chromium package")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    return path
 
 
 def test_page_renders_in_headless_chromium(study_dir, tmp_path):

@@ -1,0 +1,35 @@
+"""Helpers shared by test files (pytest puts this folder on sys.path)."""
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from resnas.report.browser import find_chromium
+
+
+def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics, affine parameters and gates, so that equal outputs mean equal networks."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.25)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+            if getattr(m, "gate", None) is not None:
+                m.gate.copy_(torch.rand((), generator=g) * 1.5 + 0.1)
+    return model.eval()
+
+
+def chromium_or_fail() -> str:
+    """Debian's Chromium: the tests skip without it, except under CI, which installs it."""
+    path = find_chromium()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing under CI: .ci/run installs Debian's chromium package")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return path
