@@ -32,11 +32,12 @@ CHECKPOINT = "checkpoint"  # absolute path of the best-epoch checkpoint, on the 
 CHECKPOINT_ARTIFACT = "checkpoint_artifact"  # {"store": URL, "id": artifact id, "filename": ...} (see artifacts)
 SECONDS, TIMING = "seconds", "timing"
 PRUNE = "prune"  # pruning curve: one record per FLOPs cut (study configs with [prune])
+ACC_AT_SIZE = "acc_at_size"  # {side: test accuracy on images resized to side x side} (gap heads; search.other_sizes)
 ERROR = "error"  # first line of the exception that failed it
 
 # what a duplicate copies from the trial it repeats
 RESULT = (LATENCY_MS, LATENCY_P90_MS, LATENCY_DEVICE, VAL_ACC, TEST_ACC, TRAIN_ACC, TRAIN_LOSS, CHECKPOINT,
-          CHECKPOINT_ARTIFACT, CURVE, CONSTRAINT, STOPPED_AT, PRUNE)
+          CHECKPOINT_ARTIFACT, CURVE, CONSTRAINT, STOPPED_AT, PRUNE, ACC_AT_SIZE)
 
 # ---- study user attributes --------------------------------------------------------------------------------------
 IDENTITY = "resnas"  # what makes two invocations the same study: space, objectives, mode, data, train (and seeds)
@@ -116,6 +117,11 @@ def front_entry(t: FrozenTrial) -> dict[str, Any]:
             "mflops": a[MFLOPS], "params": a[PARAMS], "latency_ms": a.get(LATENCY_MS),
             "latency_device": a.get(LATENCY_DEVICE), "checkpoint": a.get(CHECKPOINT),
             "spec": ArchSpec.from_json(a[SPEC]).to_dict()}
+
+
+def at_size_column(side: str | int) -> str:
+    """The report's column of test accuracy on images resized to `side` x `side`."""
+    return f"test_acc_at_{side}"
 
 
 def error_lines(trials: list[FrozenTrial], limit: int = 10) -> list[str]:

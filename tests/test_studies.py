@@ -9,11 +9,14 @@ import pandas as pd
 import pytest
 
 from resnas.cli import main
+from resnas.data import DataConfig
 from resnas.models import build
 from resnas.report import ReportData, collect, grid, render, write_report
-from resnas.search import run_search
+from resnas.search import SearchConfig, run_search
 from resnas.spaces import SpaceError
+from resnas.storage import open_study
 from resnas.studies import StudyConfigError, load_study_config, shipped_studies
+from resnas.train import TrainConfig
 
 # 2 named cells x a 2-way choice x 2 seeds = 8 trials of tiny nets, one epoch each
 GRID = """
@@ -240,3 +243,21 @@ def test_cell_table_on_a_hand_made_frame():
     assert table.loc[2, "test_acc_std"] == pytest.approx(0.1414, abs=1e-4)
     assert table.loc[2, "paper"] == "4 err (C; S)" and table.loc[1, "paper"] == ""
     assert "| 2 | 2 | 10 | 400 | 4.000 | 0.9000 ± 0.0000 |" in grid.table_markdown(data, grid.cell_table(data))
+
+
+def test_other_sizes_recorded_for_gap_heads_and_tabled(tmp_path):
+    space = tmp_path / "heads.toml"
+    space.write_text("[fixed]\nwidths = [4, 8]\nstem_width = 4\nblocks = 1\ninput_size = 8\n"
+                     "[choices]\nhead = ['gap', 'flatten']\n")
+    config = SearchConfig(space=str(space), sampler="grid", budget=2, out_dir=str(tmp_path / "st"),
+                          early_stopping=False, other_sizes=(6, 12))
+    run_search(config, TrainConfig(epochs=1), DataConfig())
+    study = open_study("heads", out_dir=tmp_path / "st")
+    at_size = {t.params["head"]: t.user_attrs.get("acc_at_size") for t in study.get_trials()}
+    assert set(at_size["gap"]) == {"6", "12"} and all(0 <= v <= 1 for v in at_size["gap"].values())
+    assert at_size["flatten"] is None  # a flatten head takes 8x8 inputs only
+    data = collect(study)
+    table = grid.cell_table(data)
+    gap = table[table["choice_head"] == "gap"].iloc[0]
+    assert gap["test_acc_at_12_mean"] == pytest.approx(at_size["gap"]["12"])
+    assert "test acc at 6x6 px" in grid.table_markdown(data, table).splitlines()[0]

@@ -68,11 +68,13 @@ def collect(study: optuna.Study) -> ReportData:
                **{k: a.get(k) for k in (R.MFLOPS, R.PARAMS, R.LATENCY_MS, R.LATENCY_DEVICE)},
                "epochs": len(curve),
                **{k: a.get(k) for k in (R.STOPPED_AT, R.SECONDS, R.CHECKPOINT, R.DUPLICATE_OF, R.REJECTED, R.ERROR)},
-               "feasible": R.feasible(t), "on_front": t.number in front}
+               "feasible": R.feasible(t), "on_front": t.number in front,
+               **{R.at_size_column(s): v for s, v in a.get(R.ACC_AT_SIZE, {}).items()}}
         rows.append(row)
         curves += [{"trial": t.number, "epoch": e + 1, "val_acc": v, "kind": row["kind"]}
                    for e, v in enumerate(curve)]
-    frame = pd.DataFrame(rows, columns=_columns(choices))
+    sizes = sorted({int(s) for t in trials for s in t.user_attrs.get(R.ACC_AT_SIZE, {})})
+    frame = pd.DataFrame(rows, columns=_columns(choices) + [R.at_size_column(s) for s in sizes])
     pruning = pd.DataFrame([{"trial": trial, **_flat_prune(v)} for trial, v in R.prune_records(study).items()
                             if not v.get("error")])
     data = ReportData(study.study_name, objectives, frame, pd.DataFrame(curves, columns=["trial", "epoch", "val_acc",

@@ -13,10 +13,16 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from .. import records as R
 from .data import ReportData
 from .figures import acc_text, error_title, log_axis, log_error
 
 METRICS = ("val_acc", "test_acc", "train_acc")
+
+
+def metrics(data: ReportData) -> tuple[str, ...]:
+    """The accuracies a cell averages: validation, test, training, and test on resized images where recorded."""
+    return METRICS + tuple(c for c in data.trials.columns if c.startswith(R.at_size_column("")))
 
 
 def cell_keys(choices: list[str]) -> list[str]:
@@ -33,7 +39,7 @@ def cell_table(data: ReportData) -> pd.DataFrame:
         return pd.DataFrame()
     stats = {"n": ("trial", "count"), "params": ("params", "first"), "mflops": ("mflops", "first"),
              "depth": ("depth", "first")}
-    for m in METRICS:
+    for m in metrics(data):
         stats[f"{m}_mean"] = (m, "mean")
         stats[f"{m}_std"] = (m, "std")
     table = done.groupby(keys, sort=False, dropna=False).agg(**stats).reset_index()
@@ -75,6 +81,7 @@ def _rows(data: ReportData, table: pd.DataFrame) -> tuple[list[str], list[list[s
     keys = cell_keys(data.choices)
     head = [k.removeprefix("choice_") for k in keys] + ["seeds", "depth", "params", "MFLOPs", "val acc", "test acc",
                                                          "train acc (eval mode)"]
+    head += [f"test acc at {m.rsplit('_', 1)[1]}x{m.rsplit('_', 1)[1]} px" for m in metrics(data)[len(METRICS):]]
     ratios = sorted({c.split("@")[1] for c in table.columns if c.startswith("cut@")}, key=float)
     head += [f"{what} @ {float(r):.0%} target" for r in ratios for what in ("FLOPs cut", "val acc pruned",
                                                                              "random removal")]
@@ -85,7 +92,7 @@ def _rows(data: ReportData, table: pd.DataFrame) -> tuple[list[str], list[list[s
     for r in table.to_dict("records"):  # per-column types: iterrows would turn ints into floats beside a float
         cells = [str(r[k]) for k in keys] + [str(int(r["n"])), "" if pd.isna(r["depth"]) else str(int(r["depth"])),
                                              f"{int(r['params']):,}", f"{r['mflops']:.3f}"]
-        cells += [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS]
+        cells += [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics(data)]
         for ratio in ratios:
             cells += [f"{r[f'cut@{ratio}']:.1%}", f"{r[f'pruned@{ratio}']:.4f}", f"{r[f'random@{ratio}']:.4f}"]
         if has_paper:

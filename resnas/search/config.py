@@ -46,6 +46,7 @@ class SearchConfig:
     heartbeat: int = 10  # seconds between a running trial's heartbeats; stale after 3 missed
     prune_ratios: tuple[float, ...] = ()  # prune each fully trained model at these FLOPs cuts (and record it)
     prune_criterion: str = "norm"
+    other_sizes: tuple[int, ...] = ()  # also test each fully trained gap-head model on images resized to these sides
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -62,6 +63,8 @@ class SearchConfig:
             raise UserError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if len(set(self.seeds)) != len(self.seeds):
             raise UserError(f"seeds must be distinct, got {list(self.seeds)}")
+        if not all(s >= 1 for s in self.other_sizes):
+            raise UserError(f"other sizes are image sides >= 1 in pixels, got {list(self.other_sizes)}")
         if not all(0 < r < 1 for r in self.prune_ratios):
             raise UserError(f"prune ratios are FLOPs cuts in (0, 1), got {list(self.prune_ratios)}")
         criterion(self.prune_criterion)

@@ -26,6 +26,7 @@ from ..measure import analytic_cost, measure_latency
 from ..models import build
 from ..pareto import to_minimise
 from ..prune import prune_curve
+from ..resize import accuracy_at_size
 from ..spaces import Space
 from ..spec import ArchSpec, describe
 from ..train import EpochRecord, TrainConfig
@@ -116,6 +117,9 @@ class TrialRunner:
             # never left its random first generation. Only fully trained trials make the front.
             return self._values({**attrs, R.VAL_ACC: fitted.result.history[-1].val_acc})
         t_fitted = time.perf_counter()
+        if c.other_sizes and spec.head == "gap":  # a flatten head takes one input size only
+            trial.set_user_attr(R.ACC_AT_SIZE, {str(s): accuracy_at_size(fitted.model, self.data, "test", s)
+                                                for s in c.other_sizes})
         if c.prune_ratios:
             trial.set_user_attr(R.PRUNE, prune_curve(fitted.model, self.data, c.prune_ratios,
                                                      criterion_name=c.prune_criterion))
