@@ -93,13 +93,13 @@ class TrialRunner:
                      cost.params - c.max_params if c.max_params else 0.0, 0.0, 0.0]
         if violation[0] > 0 or violation[1] > 0:
             return self._reject(trial, attrs, violation)
+        if (reused := self._reuse(trial, attrs[R.SPEC], training)) is not None:
+            return reused
         try:  # a network the device cannot hold is infeasible, like one over a limit: never built, never trained
             guard.check(spec, batch_size=train_config.batch_size, input_size=self.data.image_size,
                         device=self.device, training=True, eval_batch_size=train_config.eval_batch_size)
         except UserError as e:
             return self._reject(trial, attrs, [*violation[:3], 1.0], why=str(e))
-        if (reused := self._reuse(trial, attrs[R.SPEC], training)) is not None:
-            return reused
         lat = measure_latency(build(spec), in_channels=spec.in_channels, input_size=self.data.image_size,
                               batch_size=c.latency_batch_size, device=self.device, repeats=20, warmup=3)
         attrs.update({R.LATENCY_MS: lat.latency_ms, R.LATENCY_P90_MS: lat.latency_p90_ms})
