@@ -159,9 +159,12 @@ class TrialRunner:
         again: its result is copied."""
         study = trial.study
         while True:
+            # Wait only for an *earlier* running trial of the same architecture: two workers that sampled it at the
+            # same moment would otherwise each wait for the other, forever (both alive, so neither goes stale).
             same = [t for t in study.get_trials(deepcopy=False, states=R.FINISHED + (TrialState.RUNNING,))
                     if t.number != trial.number and t.user_attrs.get(R.SPEC) == key and R.counts(t)
-                    and t.user_attrs.get(R.TRAINING, {}) == training]
+                    and t.user_attrs.get(R.TRAINING, {}) == training
+                    and (t.state != TrialState.RUNNING or t.number < trial.number)]
             if not same:
                 return None
             done = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
