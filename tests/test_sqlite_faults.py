@@ -122,13 +122,17 @@ def test_worker_killed_mid_trial_is_retried_on_resume(tmp_path, space):
     victim = next(t for t in study.trials() if t.state == TrialState.RUNNING)
     worker.send_signal(signal.SIGKILL)
     worker.wait()
+    time.sleep(4)  # past the 3 s grace (3 heartbeats): the resumed worker finds the trial stale at once
     code, err = finish(start(tmp_path, args))
     assert code == 0, err[-800:]
     trials = study.trials()
     assert trials[victim.number].state == TrialState.FAIL  # failed through its stale heartbeat
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == victim.number)
-    assert retry.params == victim.params and retry.number in {t.number for t in budget_trials(trials)}
-    assert victim.number not in {t.number for t in budget_trials(trials)}
+    counted = budget_trials(trials)
+    assert retry.params == victim.params and victim.number not in {t.number for t in counted}
+    # Its architecture trained to the end exactly once: by the retry, or (when the resumed worker's seeded sampler
+    # drew it again before the trial went stale) by that sample, whose result the retry then reused.
+    assert sum(t.params == victim.params for t in counted) == 1
     assert_budget_exact(trials, 2)
     study.close()
 
