@@ -17,7 +17,7 @@ import torch
 
 from . import guard
 from .config import from_table, to_table
-from .data import DataConfig
+from .data import DataConfig, image_size
 from .errors import UserError
 from .files import atomic_write_bytes
 from .measure import default_input_size
@@ -45,10 +45,17 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)  # provenance, e.g. {"pruned_from": ..., "trial": 3}
     source: str = "checkpoint"  # where it was loaded from, for error messages
 
+    def input_size(self) -> int:
+        """The image side the model was trained (or imported) for."""
+        if isinstance(self.metrics.get("input_size"), int):
+            return self.metrics["input_size"]
+        if self.data_config is not None:
+            return image_size(self.data_config)
+        return self.spec.input_size or default_input_size(self.spec)
+
     def model(self, device: torch.device | str = "cpu") -> ResNet:
         """Rebuild the network from the stored spec (if it fits on `device`) and load the weights strictly."""
-        guard.check(self.spec, batch_size=1, input_size=self.spec.input_size or default_input_size(self.spec),
-                    device=device, training=False)
+        guard.check(self.spec, batch_size=1, input_size=self.input_size(), device=device, training=False)
         model = build(self.spec)
         try:
             model.load_state_dict(self.state_dict, strict=True)

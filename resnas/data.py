@@ -184,6 +184,16 @@ def _synthetic(config: DataConfig) -> TensorData:
                         Augment(crop_padding=4 if config.synthetic_shape[-1] >= 16 else 0, flip=True))
 
 
+FOLDER_SIDE = 32  # imagefolder images are resized to this side unless --resize says otherwise
+
+
+def image_size(config: DataConfig) -> int:
+    """The side of the images `config` loads, known without loading them."""
+    if config.dataset.startswith("imagefolder:"):
+        return config.resize or FOLDER_SIDE
+    return {"digits": 8, "synthetic": config.synthetic_shape[-1]}.get(config.dataset, 32)  # CIFAR: 32
+
+
 def load_data(config: DataConfig, device: torch.device | str = "cpu") -> Data:
     """Load a dataset by name (see DATASETS) and place it for training on `device`."""
     if not 0.0 < config.val_fraction < 1.0:
@@ -211,7 +221,7 @@ class FolderData:
     def __init__(self, root: Path, config: DataConfig, device: torch.device | str) -> None:
         if not root.is_dir():
             raise UserError(f"imagefolder: {root} is not a directory; expected ROOT/CLASS/image files")
-        size = config.resize or 32
+        size = image_size(config)
         self.name, self.device, self.image_size, self.in_channels = f"imagefolder:{root}", torch.device(device), size, 3
         self.augment = Augment(crop_padding=size // 8, flip=True)
         base = [transforms.Resize((size, size)), transforms.ToTensor()]

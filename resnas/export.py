@@ -17,7 +17,7 @@ from . import checkpoint
 from .errors import UserError
 from .files import atomic_write_bytes
 from .importer import check_out, torchvision_keys
-from .measure import analytic_cost, default_input_size
+from .measure import analytic_cost
 from .models import ResNet, last_bn
 from .spec import ArchSpec, describe
 
@@ -122,18 +122,6 @@ def _torchscript_bytes(model: ResNet, example: torch.Tensor) -> bytes:
 
 # ---- checkpoint -> file -------------------------------------------------------------------------------------
 
-def input_size(ckpt: checkpoint.Checkpoint) -> int:
-    """The image side the model was trained (or imported) for: the traced graphs fix height and width to it."""
-    if isinstance(ckpt.metrics.get("input_size"), int):
-        return ckpt.metrics["input_size"]
-    data = ckpt.data_config
-    if data is None:
-        return default_input_size(ckpt.spec)
-    if data.dataset.startswith("imagefolder:"):
-        return data.resize or 32
-    return {"digits": 8, "synthetic": data.synthetic_shape[-1]}.get(data.dataset, 32)
-
-
 def export_checkpoint(path: str | Path, *, format: str, out: str | Path, opset: int | None = None) -> dict[str, Any]:
     """Write the network of checkpoint `path` to `out` in `format`; returns the record `resnas export --json`
     prints (`format`, `out`, `params`, `mflops`; `opset` for onnx; `constructor` for torchvision)."""
@@ -144,7 +132,7 @@ def export_checkpoint(path: str | Path, *, format: str, out: str | Path, opset: 
         raise ExportError(f"--opset applies to onnx only, not {format}")
     check_out(out, source=path)
     ckpt = checkpoint.load(path)
-    spec, size = ckpt.spec, input_size(ckpt)
+    spec, size = ckpt.spec, ckpt.input_size()
     if format == "torchvision" and (why := torchvision_blocker(spec)):
         raise ExportError(f"checkpoint {path}: torchvision's ResNet class cannot express {describe(spec)}: {why}; "
                           f"{_OTHERS}")

@@ -43,8 +43,6 @@ from .spec_rules import (
     validate,
 )
 
-_coerce = coerce  # the name modules written before spec_rules.py import
-
 __all__ = ["ArchSpec", "SpecError", "describe", "BLOCK_TYPES", "BOTTLENECK_EXPANSION", "BOTTLENECK_KERNELS",
            "DENSE_BOTTLENECK", "FAMILIES", "HEADS", "SHORTCUTS", "STEMS"]
 

@@ -12,7 +12,7 @@ from .. import checkpoint, guard
 from ..artifacts import trial_checkpoint
 from ..data import DataConfig
 from ..errors import UserError
-from ..export import export_checkpoint, input_size
+from ..export import export_checkpoint
 from ..fit import evaluate_file, train_file
 from ..importer import import_file
 from ..measure import analytic_cost, count_params, default_input_size, measure_latency, thop_mflops
@@ -55,7 +55,7 @@ def _measured(args: argparse.Namespace) -> tuple[ArchSpec, int]:
     name = _arch_text(args)
     if Path(name).is_file() and not name.endswith(".json"):
         ckpt = checkpoint.load(name)
-        return ckpt.spec, args.input_size or input_size(ckpt)
+        return ckpt.spec, args.input_size or ckpt.input_size()
     spec = resolve(name, in_channels=args.in_channels, num_classes=args.num_classes)
     return spec, args.input_size or default_input_size(spec)
 
