@@ -5,6 +5,9 @@ the trials. Rungs sit at geometrically spaced epochs (min_epochs * eta^i). A tri
 only if it ranks in the top 1/eta of all trials that reached that rung, by non-dominated sorting of
 (validation accuracy at that epoch, costs) with NSGA-II's crowding distance breaking ties. As in Optuna's
 SuccessiveHalvingPruner, while fewer than eta trials have reached a rung the best one is let through.
+
+A trial stopped at a rung is paused, not dropped: as in asynchronous SHA (Li et al. 2020), when later arrivals push
+it into the top 1/eta of its rung, it is promoted and goes on from where it stopped (see search.promotion).
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ class MOASHA:
             epoch *= self.eta
         return out
 
+    def top(self, points: Sequence[Sequence[float]]) -> list[int]:
+        """Indices of the top 1/eta of `points` (objective vectors to minimise, accuracy negated), best first."""
+        return rank([list(p) for p in points])[:max(1, len(points) // self.eta)]
+
     def continues(self, mine: Sequence[float], others: Sequence[Sequence[float]]) -> bool:
         """`mine` and each of `others`: objective vectors to minimise (accuracy negated) at this rung."""
-        points = [list(mine), *map(list, others)]
-        keep = max(1, len(points) // self.eta)
-        return 0 in rank(points)[:keep]
+        return 0 in self.top([mine, *others])

@@ -23,7 +23,7 @@ from .files import atomic_write_bytes
 from .measure import default_input_size
 from .models import ResNet, build
 from .spec import ArchSpec, SpecError
-from .train import TrainConfig
+from .train import TrainConfig, TrainState
 
 T = TypeVar("T")
 FORMAT = "resnas-checkpoint"
@@ -66,7 +66,8 @@ class Checkpoint:
 
 
 def from_model(model: ResNet, **kw: Any) -> Checkpoint:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # a model on the meta device (a replayed trial, see replay) is kept as shapes without weights
+    state = {k: v.detach() if v.is_meta else v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return Checkpoint(spec=model.spec, state_dict=state, **kw)
 
 
@@ -133,3 +134,24 @@ def load(path: str | Path) -> Checkpoint:
 
 def _config(cls: type[T], table: dict[str, Any] | None, where: str, section: str) -> T | None:
     return None if table is None else from_table(cls, table, where=where, section=section, error=CheckpointError)
+
+
+PAUSED_FORMAT = "resnas-paused"
+
+
+def save_paused(state: TrainState, path: str | Path) -> Path:
+    """Where a paused search trial stopped (see train.TrainState), for a later trial to resume from."""
+    buf = io.BytesIO()
+    torch.save({"format": PAUSED_FORMAT, "state": state.to_dict()}, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_paused(path: str | Path) -> TrainState | None:
+    """A paused trial's training state, or None where it cannot be read (written on another machine, deleted,
+    damaged): the caller then trains the architecture from the start."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return TrainState.from_dict(payload["state"]) if payload.get("format") == PAUSED_FORMAT else None
+    except (OSError, pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
+            TypeError, AttributeError):
+        return None

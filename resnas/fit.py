@@ -22,7 +22,7 @@ from .measure import Cost, analytic_cost, count_params
 from .models import build
 from .presets import resolve
 from .spec import ArchSpec
-from .train import OnEpoch, TrainConfig, TrainResult, evaluate, pick_device, train
+from .train import OnEpoch, TrainConfig, TrainResult, TrainState, evaluate, pick_device, train
 
 
 @dataclass
@@ -52,16 +52,18 @@ class Fitted:
 
 class Fit(Protocol):
     def __call__(self, spec: ArchSpec, data: Data, config: TrainConfig, *, on_epoch: OnEpoch | None = None,
-                 train_acc: bool = False) -> Fitted: ...
+                 train_acc: bool = False, resume: TrainState | None = None) -> Fitted: ...
 
 
 def fit(spec: ArchSpec, data: Data, config: TrainConfig, *, on_epoch: OnEpoch | None = None,
-        train_acc: bool = False, progress: Callable[[str], None] | None = None) -> Fitted:
+        train_acc: bool = False, resume: TrainState | None = None,
+        progress: Callable[[str], None] | None = None) -> Fitted:
     """Build `spec` from `config.seed`, train it on `data` (holding its best-validation epoch), then evaluate the
-    test split (and, with `train_acc`, the training split in eval mode) unless `on_epoch` stopped it early."""
+    test split (and, with `train_acc`, the training split in eval mode) unless `on_epoch` stopped it early.
+    With `resume`, training goes on from where an earlier fit of this spec and config stopped early."""
     torch.manual_seed(config.seed)
     model = build(spec)
-    result = train(model, data, config, on_epoch=on_epoch, progress=progress)
+    result = train(model, data, config, on_epoch=on_epoch, progress=progress, resume=resume)
     full = not result.stopped_early
     return Fitted(spec, model, result, analytic_cost(spec, data.image_size),
                   test_acc=evaluate(model, data, "test")[0] if full else None,

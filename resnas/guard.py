@@ -14,6 +14,7 @@ a one-line `UserError` when it does not fit. `RESNAS_MEMORY_LIMIT` declares the 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import weakref
@@ -58,6 +59,7 @@ class Footprint:
         return self.weight_bytes + self.optimizer_bytes + int(slack * self.activation_bytes)
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of its arguments; a search asks again for repeated specs
 def footprint(spec: ArchSpec, *, batch_size: int, input_size: int, training: bool,
               eval_batch_size: int | None = None) -> Footprint:
     """What `spec` needs for one forward pass (or, `training`, one SGD step) on `batch_size` images of side

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .counting import count
+from .models import build
 from .spec import ArchSpec, SpecError
 
 
@@ -117,6 +118,12 @@ def device_name(device: torch.device) -> str:
     except (OSError, StopIteration):
         pass
     return f"cpu: {cpu} ({torch.get_num_threads()} threads)"
+
+
+def spec_latency(spec: ArchSpec, *, input_size: int, batch_size: int, device: torch.device) -> Latency:
+    """The latency of the network `spec` builds (the search trial's measurement; a replay substitutes its own)."""
+    return measure_latency(build(spec), in_channels=spec.in_channels, input_size=input_size, batch_size=batch_size,
+                           device=device, repeats=20, warmup=3)
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ trials are on the front?"). Optuna's storage is the one source of truth; this mo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import optuna
@@ -26,7 +27,10 @@ REJECTED = "rejected"  # why a constraint rejected it (not trained)
 DUPLICATE_OF = "duplicate_of"  # the trial whose result this one copied
 SURPLUS = "surplus"  # started after other workers filled the budget
 STOPPED_AT = "stopped_at"  # the rung epoch at which early stopping ended it
-CURVE = "curve"  # validation accuracy after each epoch
+CURVE = "curve"  # validation accuracy after each epoch (a resumed trial's includes the epochs it went on from)
+PAUSED = "paused"  # path of the training state saved where MO-ASHA stopped it: a later trial may resume it
+RESUMED = "resumed"  # {"trial": N, "epoch": E}: went on from trial N's paused state after epoch E
+PROMOTED = "promoted"  # proposed by ASHA's promotion of a paused trial (not by the sampler)
 VAL_ACC, TEST_ACC, TRAIN_ACC, TRAIN_LOSS = "val_acc", "test_acc", "train_acc", "train_loss"
 CHECKPOINT = "checkpoint"  # absolute path of the best-epoch checkpoint, on the worker that trained it
 CHECKPOINT_ARTIFACT = "checkpoint_artifact"  # {"store": URL, "id": artifact id, "filename": ...} (see artifacts)
@@ -88,6 +92,31 @@ def feasible(t: FrozenTrial) -> bool:
 def fully_trained(t: FrozenTrial) -> bool:
     """Completed to the last epoch, within the constraints, and not a copy: what may stand on the front."""
     return t.state == TrialState.COMPLETE and counts(t) and VAL_ACC in t.user_attrs and feasible(t)
+
+
+def epochs_trained(t: FrozenTrial) -> int:
+    """The epochs this trial trained itself (a resumed trial's curve starts with epochs trained before; a duplicate
+    copied its curve and trained nothing)."""
+    if not counts(t):
+        return 0
+    return len(t.user_attrs.get(CURVE, [])) - t.user_attrs.get(RESUMED, {}).get("epoch", 0)
+
+
+def arch_key(t: FrozenTrial) -> tuple[str, str]:
+    """What makes two trials the same training run: the architecture and the training settings the space varied."""
+    return t.user_attrs.get(SPEC, ""), json.dumps(t.user_attrs.get(TRAINING, {}), sort_keys=True)
+
+
+def furthest(trials: list[FrozenTrial]) -> dict[tuple[str, str], FrozenTrial]:
+    """For each architecture, its finished, counting trial that trained furthest (the earliest of equals): after
+    pauses and resumes one architecture has several trials, and only the furthest tells where it stands."""
+    out: dict[tuple[str, str], FrozenTrial] = {}
+    for t in trials:
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and counts(t) and SPEC in t.user_attrs:
+            k = arch_key(t)
+            if k not in out or len(t.user_attrs.get(CURVE, [])) > len(out[k].user_attrs.get(CURVE, [])):
+                out[k] = t
+    return out
 
 
 def trial_kind(t: FrozenTrial) -> str:

@@ -5,6 +5,7 @@ It knows nothing of Optuna: the search turns `on_epoch` into reporting and early
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -77,10 +78,35 @@ class EpochRecord:
 
 
 @dataclass
+class TrainState:
+    """Where a run stopped, to go on from there (ASHA's promotion of a paused trial): the current weights and the
+    optimiser's momentum, the step (the learning-rate schedule's position), both random streams, the history and
+    the best epoch's weights. Only tensors, numbers and lists: it loads with torch.load(weights_only=True)."""
+
+    step: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict
+    rng: torch.Tensor  # torch's global generator on the device (dropout)
+    generator: torch.Tensor  # the data order and augmentation
+    history: list[EpochRecord]
+    best_epoch: int
+    best_model: dict[str, torch.Tensor]
+
+    def to_dict(self) -> dict:
+        return {**{k: getattr(self, k) for k in ("step", "model", "optimizer", "rng", "generator", "best_epoch",
+                                                 "best_model")}, "history": [r.to_dict() for r in self.history]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainState:
+        return cls(**{**d, "history": [EpochRecord(**r) for r in d["history"]]})
+
+
+@dataclass
 class TrainResult:
     history: list[EpochRecord]
     best_epoch: int  # the model holds this epoch's weights when train() returns
     stopped_early: bool  # on_epoch asked to stop before config.epochs
+    state: TrainState | None = None  # where it stopped, when stopped early: train(resume=state) goes on from there
 
     @property
     def best_val_acc(self) -> float:
@@ -146,8 +172,11 @@ def evaluate(model: nn.Module, data: Data, split: str, *, batch_size: int = 1024
 
 
 def train(model: nn.Module, data: Data, config: TrainConfig, *, on_epoch: OnEpoch | None = None,
-          progress: Callable[[str], None] | None = None) -> TrainResult:
+          progress: Callable[[str], None] | None = None, resume: TrainState | None = None) -> TrainResult:
     """Train `model` in place on `data.device`; return the per-epoch history.
+
+    With `resume` (the state of an earlier run of this model and config that was stopped early), training goes on
+    from the epoch after it stopped, exactly as if it had never stopped (same weights, schedule, data order).
 
     `on_epoch` is called after each epoch's validation; a truthy return stops training (exceptions it raises,
     such as optuna.TrialPruned, propagate). When train() returns, the model holds the weights of the epoch with
@@ -176,8 +205,15 @@ def train(model: nn.Module, data: Data, config: TrainConfig, *, on_epoch: OnEpoc
     gates = _gates(model)
     history: list[EpochRecord] = []
     best_epoch, best_state, step = 0, None, 0
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        torch.cuda.set_rng_state(resume.rng, device) if cuda else torch.set_rng_state(resume.rng)
+        generator.set_state(resume.generator)
+        history, best_epoch, best_state, step = list(resume.history), resume.best_epoch, resume.best_model, resume.step
+    state = None
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(len(history) + 1, config.epochs + 1):
             model.train()
             start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
@@ -210,11 +246,16 @@ def train(model: nn.Module, data: Data, config: TrainConfig, *, on_epoch: OnEpoc
             history.append(record)
             if best_state is None or val_acc > history[best_epoch - 1].val_acc:
                 best_epoch = epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = _copy(model.state_dict())
             if progress:
                 progress(f"epoch {epoch}/{config.epochs}  loss {train_loss:.4f}  val acc {val_acc:.4f}  "
                          f"{seconds:.1f}s  {record.images_per_s:.0f} img/s")
             if on_epoch is not None and on_epoch(record):
+                if epoch < config.epochs:
+                    state = TrainState(step, _copy(model.state_dict()), copy.deepcopy(optimizer.state_dict()),
+                                       torch.cuda.get_rng_state(device) if cuda else torch.get_rng_state(),
+                                       generator.get_state(), list(history), best_epoch,
+                                       best_state)
                 break
     except torch.OutOfMemoryError as e:
         raise TrainingFailed(f"out of memory on {device} (batch size {config.batch_size}): "
@@ -222,4 +263,8 @@ def train(model: nn.Module, data: Data, config: TrainConfig, *, on_epoch: OnEpoc
     finally:
         if best_state is not None:
             model.load_state_dict(best_state)
-    return TrainResult(history, best_epoch, stopped_early=len(history) < config.epochs)
+    return TrainResult(history, best_epoch, stopped_early=len(history) < config.epochs, state=state)
+
+
+def _copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}

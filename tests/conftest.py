@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from resnas.data import DataConfig, load_data
+from resnas.search import loop
 
 # A 2-stage space of tiny nets (12 architectures) for real searches that take seconds.
 TINY_SPACE = """
@@ -24,6 +25,13 @@ blocks = [1, 2]
 k = [1, 2, 3]
 kernels = [[3], [3, 3]]
 """
+
+
+@pytest.fixture(autouse=True)
+def one_core(monkeypatch):
+    """In-process searches run as on a one-core machine (one worker) unless a test names its workers: their trial
+    order, and so what they assert, is then the same on every machine."""
+    monkeypatch.setattr(loop, "cores", lambda: 1)
 
 
 @pytest.fixture(scope="session")

@@ -188,7 +188,7 @@ def test_two_trials_of_one_architecture_never_wait_for_each_other(tmp_path, spac
     for t in (first, second):
         t.set_user_attr("spec", "same")
     done = threading.Event()
-    worker = threading.Thread(target=lambda: (runner._reuse(first, "same", {}), done.set()), daemon=True)
+    worker = threading.Thread(target=lambda: (runner._prior(first, "same", {}), done.set()), daemon=True)
     worker.start()
     worker.join(10)
     assert done.is_set()  # the earlier trial does not wait for the later one: it goes on to train

@@ -15,7 +15,7 @@ from ..export import FORMATS
 from ..importance import CRITERIA
 from ..presets import PRESET_PATTERNS
 from ..records import OBJECTIVES
-from ..search import EPOCHS, MODES, PRUNERS, SAMPLERS, SearchConfig
+from ..search import EPOCHS, MODES, PAUSED, PRUNERS, SAMPLERS, SearchConfig
 from ..train import COMPILE_MODES, SCHEDULES, TrainConfig
 
 GIVEN = argparse.SUPPRESS  # a config flag the user did not give is absent from the namespace
@@ -124,6 +124,10 @@ def _search(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--no-early-stopping", dest="early_stopping", action="store_false", default=GIVEN)
     s.add_argument("--eta", type=int, default=GIVEN, help=f"successive-halving reduction factor; {_default(d, 'eta')}")
     s.add_argument("--min-epochs", type=int, default=GIVEN, help=f"first rung; {_default(d, 'min_epochs')}")
+    s.add_argument("--paused", choices=PAUSED, default=GIVEN,
+                   help="a trial MO-ASHA stopped is promoted from its saved state once it ranks in its rung's top "
+                   "1/eta (promote), resumed only when the sampler proposes it again (revisit), or stopped for good "
+                   f"(drop); {_default(d, 'paused')}")
     s.add_argument("--pruner", choices=PRUNERS, default=GIVEN, help=f"scalar mode's Optuna pruner; "
                    f"{_default(d, 'pruner')}")
     s.add_argument("--target-mflops", type=float, default=GIVEN, help=f"scalar mode's reward target; "
@@ -131,8 +135,8 @@ def _search(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--max-mflops", type=float, default=GIVEN)
     s.add_argument("--max-params", type=float, default=GIVEN)
     s.add_argument("--max-latency-ms", type=float, default=GIVEN)
-    s.add_argument("--workers", type=int, default=GIVEN, help=f"trial processes on this machine; "
-                   f"{_default(d, 'workers')}")
+    s.add_argument("--workers", type=int, default=GIVEN, help="trial processes on this machine; default one per "
+                   "CPU core (at most 8, one thread each) on the CPU, one per GPU on CUDA")
     s.add_argument("--heartbeat", type=int, default=GIVEN, help="seconds between a running trial's heartbeats; a "
                    f"trial silent for 3 is failed and retried by another worker; {_default(d, 'heartbeat')}")
     add_common(s)

@@ -6,8 +6,8 @@ the Pareto front of validation accuracy against cost (MFLOPs, parameters, measur
 reports, resumption and several workers all read one source: the storage.
 """
 
-from .config import EPOCHS, MODES, PRUNERS, SAMPLERS, SearchConfig
+from .config import EPOCHS, MODES, PAUSED, PRUNERS, SAMPLERS, SearchConfig
 from .loop import run_search
 from .summary import SearchResult
 
-__all__ = ["EPOCHS", "MODES", "PRUNERS", "SAMPLERS", "SearchConfig", "SearchResult", "run_search"]
+__all__ = ["EPOCHS", "MODES", "PAUSED", "PRUNERS", "SAMPLERS", "SearchConfig", "SearchResult", "run_search"]

@@ -15,6 +15,7 @@ from ..spaces import Space
 SAMPLERS = ("nsga2", "tpe", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
 MODES = ("pareto", "scalar")
+PAUSED = ("promote", "revisit", "drop")  # what becomes of a trial MO-ASHA stopped (see search.promotion)
 EPOCHS = 9  # a search trial's maximum epochs unless told otherwise (TrainConfig's own default is for one model)
 
 
@@ -34,6 +35,8 @@ class SearchConfig:
     early_stopping: bool = True
     eta: int = 3
     min_epochs: int = 1
+    paused: str = "promote"  # a stopped trial: promoted when it climbs into its rung's top 1/eta ("promote"), resumed
+    # only when the sampler proposes it again ("revisit"), or stopped for good ("drop", resnas <= 0.3)
     pruner: str = "sha"  # scalar mode only: Optuna's own pruners
     target_mflops: float = 10.0  # scalar mode
     reward_exponent: float = -0.07  # scalar mode (MnasNet's w)
@@ -41,7 +44,7 @@ class SearchConfig:
     max_params: float | None = None
     max_latency_ms: float | None = None
     timeout: float | None = None  # seconds of wall time for this invocation
-    workers: int = 1
+    workers: int | None = None  # trial processes on this machine; None: search.loop.default_workers
     latency_batch_size: int = 1
     heartbeat: int = 10  # seconds between a running trial's heartbeats; stale after 3 missed
     prune_ratios: tuple[float, ...] = ()  # prune each fully trained model at these FLOPs cuts (and record it)
@@ -53,12 +56,14 @@ class SearchConfig:
             raise UserError(f"budget must be an integer >= 1 (trials to evaluate), got {self.budget}")
         if self.heartbeat < 1:
             raise UserError(f"heartbeat must be an integer >= 1 (seconds), got {self.heartbeat}")
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise UserError(f"workers must be >= 1, got {self.workers}")
         if self.mode not in MODES:
             raise UserError(f"objective mode must be pareto or scalar, got {self.mode!r}")
         if self.sampler not in SAMPLERS:
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.paused not in PAUSED:
+            raise UserError(f"paused must be one of {', '.join(PAUSED)}, got {self.paused!r}")
         if self.pruner not in PRUNERS:
             raise UserError(f"pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
         if len(set(self.seeds)) != len(self.seeds):

@@ -11,6 +11,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -23,30 +24,33 @@ from .. import records as R
 from ..data import Data, DataConfig
 from ..errors import UserError
 from ..fit import Fit, fit
-from ..measure import analytic_cost
+from ..measure import Latency, analytic_cost, spec_latency
 from ..spaces import Space, load_space
 from ..spec import describe
 from ..train import TrainConfig, pick_device
 from .config import SearchConfig
+from .promotion import next_promotion
 from .study import create_study, storage_url
 from .summary import SearchResult, summarise, why_nothing_trained
 from .trial import TrialRunner, fail_stale
 
+MAX_CPU_WORKERS = 8
+
 
 def run_search(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, *,
                device: str = "auto", progress: bool = False, info: dict[str, Any] | None = None,
-               fit: Fit = fit) -> SearchResult:
+               fit: Fit = fit, latency: Callable[..., Latency] = spec_latency) -> SearchResult:
     """Run (or resume) a study until `config.budget` architectures have been evaluated or time runs out.
     `info` (a study config's description, claim, report settings and published numbers) is kept with the study;
-    `fit` trains one architecture (a benchmark may pass one that replays recorded curves)."""
+    `fit` trains one architecture and `latency` times it (a benchmark may pass ones that replay a recorded table)."""
     start = time.perf_counter()
     space = load_space(config.space)
-    config = config.fitted_to(space)
     dev = pick_device(device)
+    config = replace(config.fitted_to(space), workers=config.workers or default_workers(dev))
     url = storage_url(config, data_config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = create_study(config, train_config, data_config, space, url, info=info)
-    runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit)
+    runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit, latency=latency)
     study.set_user_attr(R.SPLIT_SIZES, {s: runner.data.split_size(s) for s in ("train", "val", "test")})
     procs = _start_workers(config, train_config, data_config, url, dev)
     bar = _ProgressBar(config.budget, study) if progress else None
@@ -90,12 +94,27 @@ def cheapest(space: Space, data: Data, config: SearchConfig) -> str:
                f" and {params_min.params:,} parameters") + f"; limits: {limits}")
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers(dev: torch.device) -> int:
+    """Trial processes when the user names none: one per GPU on CUDA; on the CPU one per core (at most
+    MAX_CPU_WORKERS), each with one thread. Most trials of a space are small networks, whose training is bound by
+    per-step overhead, not FLOPs: on 2 cores two one-thread processes trained 1.8x (WRN-10-1) and 1.35x (WRN-16-2)
+    the images per second of one two-thread process (benchmarks/workers_bench.py)."""
+    if dev.type == "cuda":
+        return max(1, torch.cuda.device_count())
+    return max(1, min(cores(), MAX_CPU_WORKERS))
+
+
 def _start_workers(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, url: str,
                    dev: torch.device) -> list[mp.Process]:
     """Workers 1..N-1 as spawned processes (this process is worker 0), the cores split between them."""
     if config.workers == 1:
         return []
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    threads = max(1, cores() // config.workers)
     torch.set_num_threads(threads)
     n_gpu = torch.cuda.device_count() if dev.type == "cuda" else 0
     ctx = mp.get_context("spawn")
@@ -148,6 +167,9 @@ def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
                 time.sleep(min(5.0, config.heartbeat))
                 fail_stale(study)
                 continue
+            if runner.asha and config.paused == "promote" and (t := next_promotion(trials, runner.asha,
+                                                                                      config.objectives)):
+                study.enqueue_trial(t.params, user_attrs={R.PROMOTED: t.number})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.optimize(runner, n_trials=1, catch=(Exception,))

@@ -57,5 +57,5 @@ def summarise(study: optuna.Study, objectives: tuple[str, ...], storage: str, se
         n_failed=sum(t.state == TrialState.FAIL for t in counted),
         n_rejected=sum(R.REJECTED in t.user_attrs for t in trials),
         n_duplicates=sum(R.DUPLICATE_OF in t.user_attrs for t in trials),
-        epochs_trained=sum(len(t.user_attrs.get(R.CURVE, [])) for t in counted),
+        epochs_trained=sum(R.epochs_trained(t) for t in counted),
         seconds=seconds, pareto=R.pareto_trials(trials, objectives), errors=R.error_lines(counted))

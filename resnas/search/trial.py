@@ -1,35 +1,37 @@
-"""One search trial: sample an architecture, check its cost, reuse a duplicate's result, time it, fit it under
-MO-ASHA (or an Optuna pruner), and record everything on the Optuna trial (names in `records`).
+"""One search trial: sample an architecture, check its cost, reuse a duplicate's result (or resume a paused one),
+time it, fit it under MO-ASHA (or an Optuna pruner), and record everything on the Optuna trial (names in `records`).
 
-The trainer is a parameter (`fit`), so a benchmark can replay recorded learning curves through this same code.
+The trainer and the latency measurement are parameters (`fit`, `latency`), so a benchmark can replay recorded
+learning curves through this same code (see `replay`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import optuna
 import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from .. import guard
+from .. import checkpoint, guard
 from .. import records as R
 from ..artifacts import upload
 from ..asha import MOASHA
 from ..data import Data, DataConfig, load_data
 from ..errors import UserError
 from ..fit import Fit, Fitted, fit, save
-from ..measure import analytic_cost, measure_latency
-from ..models import build
+from ..measure import Latency, analytic_cost, spec_latency
 from ..pareto import to_minimise
 from ..prune import prune_curve
 from ..resize import accuracy_at_size
 from ..spaces import Space
 from ..spec import ArchSpec, describe
-from ..train import EpochRecord, TrainConfig
+from ..train import EpochRecord, TrainConfig, TrainState
 from .config import SearchConfig
 
 Values = float | list[float]
@@ -46,13 +48,15 @@ class TrialRunner:
     """The objective function: one trial = sample, check cost, dedup, time, fit, evaluate, checkpoint."""
 
     def __init__(self, config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
-                 device: torch.device, *, fit: Fit = fit, data: Data | None = None) -> None:
+                 device: torch.device, *, fit: Fit = fit, latency: Callable[..., Latency] = spec_latency,
+                 data: Data | None = None) -> None:
         self.config, self.train_config, self.data_config, self.space = config, train_config, data_config, space
-        self.device, self.fit = device, fit
+        self.device, self.fit, self.latency = device, fit, latency
         self.data = data if data is not None else load_data(data_config, device)
         self.asha = MOASHA(train_config.epochs, config.eta, config.min_epochs) \
             if config.mode == "pareto" and config.early_stopping else None
         self.ckpt_dir = (config.study_dir(data_config.dataset) / "checkpoints").resolve()  # trials link absolutely
+        self.paused_dir = self.ckpt_dir.parent / "paused"
         self.artifacts = config.artifact_store(data_config.dataset)
 
     def __call__(self, trial: optuna.Trial) -> Values:
@@ -93,25 +97,39 @@ class TrialRunner:
                      cost.params - c.max_params if c.max_params else 0.0, 0.0, 0.0]
         if violation[0] > 0 or violation[1] > 0:
             return self._reject(trial, attrs, violation)
-        if (reused := self._reuse(trial, attrs[R.SPEC], training)) is not None:
-            return reused
-        try:  # a network the device cannot hold is infeasible, like one over a limit: never built, never trained
-            guard.check(spec, batch_size=train_config.batch_size, input_size=self.data.image_size,
-                        device=self.device, training=True, eval_batch_size=train_config.eval_batch_size)
-        except UserError as e:
-            return self._reject(trial, attrs, [*violation[:3], 1.0], why=str(e))
-        lat = measure_latency(build(spec), in_channels=spec.in_channels, input_size=self.data.image_size,
-                              batch_size=c.latency_batch_size, device=self.device, repeats=20, warmup=3)
-        attrs.update({R.LATENCY_MS: lat.latency_ms, R.LATENCY_P90_MS: lat.latency_p90_ms})
-        _record(trial, {R.LATENCY_MS: lat.latency_ms, R.LATENCY_P90_MS: lat.latency_p90_ms,
-                        R.LATENCY_DEVICE: lat.device})
-        if c.max_latency_ms and lat.latency_ms > c.max_latency_ms:
-            violation[2] = lat.latency_ms - c.max_latency_ms
-            return self._reject(trial, attrs, violation)
+        prior = self._prior(trial, attrs[R.SPEC], training)
+        resume = None
+        if prior is not None:
+            if not (self.asha and c.paused != "drop" and R.PAUSED in prior.user_attrs):
+                return self._copy(trial, prior)
+            # a paused architecture proposed again (by the sampler, or by ASHA's promotion) goes on where it stopped
+            resume = checkpoint.load_paused(prior.user_attrs[R.PAUSED])
+            lat_attrs = {k: prior.user_attrs[k] for k in (R.LATENCY_MS, R.LATENCY_P90_MS, R.LATENCY_DEVICE)}
+            _record(trial, lat_attrs)
+            attrs.update(lat_attrs)
+            if resume is not None:
+                trial.set_user_attr(R.RESUMED, {"trial": prior.number, "epoch": len(resume.history)})
+        else:
+            try:  # a network the device cannot hold is infeasible, like one over a limit: never built, never trained
+                guard.check(spec, batch_size=train_config.batch_size, input_size=self.data.image_size,
+                            device=self.device, training=True, eval_batch_size=train_config.eval_batch_size)
+            except UserError as e:
+                return self._reject(trial, attrs, [*violation[:3], 1.0], why=str(e))
+            lat = self.latency(spec, input_size=self.data.image_size, batch_size=c.latency_batch_size,
+                               device=self.device)
+            attrs.update({R.LATENCY_MS: lat.latency_ms, R.LATENCY_P90_MS: lat.latency_p90_ms,
+                          R.LATENCY_DEVICE: lat.device})
+            _record(trial, {k: attrs[k] for k in (R.LATENCY_MS, R.LATENCY_P90_MS, R.LATENCY_DEVICE)})
+            if c.max_latency_ms and lat.latency_ms > c.max_latency_ms:
+                violation[2] = lat.latency_ms - c.max_latency_ms
+                return self._reject(trial, attrs, violation)
         self._constrain(trial, violation)
         t_fit = time.perf_counter()
-        fitted = self._fit(trial, spec, attrs, train_config)
+        fitted = self._fit(trial, spec, attrs, train_config, resume)
         if fitted.stopped_early:
+            if self.asha and fitted.result.state is not None:
+                path = checkpoint.save_paused(fitted.result.state, self.paused_dir / f"trial-{trial.number:05d}.pt")
+                trial.set_user_attr(R.PAUSED, str(path))
             # The trial completes with what it measured (its accuracy at the rung), so that the sampler learns from
             # it: NSGA-II and TPE build on completed trials only, and with most trials pruned (no values) NSGA-II
             # never left its random first generation. Only fully trained trials make the front.
@@ -124,8 +142,8 @@ class TrialRunner:
             trial.set_user_attr(R.PRUNE, prune_curve(fitted.model, self.data, c.prune_ratios,
                                                      criterion_name=c.prune_criterion))
         path = save(fitted, self.ckpt_dir / f"trial-{trial.number:05d}.pt", train_config=train_config,
-                    data_config=self.data_config, metrics={R.LATENCY_MS: lat.latency_ms,
-                                                           R.LATENCY_DEVICE: lat.device},
+                    data_config=self.data_config, metrics={R.LATENCY_MS: attrs[R.LATENCY_MS],
+                                                           R.LATENCY_DEVICE: attrs[R.LATENCY_DEVICE]},
                     extra={"study": trial.study.study_name, "trial": trial.number})
         if self.artifacts:
             upload(trial, path, self.artifacts)
@@ -154,9 +172,9 @@ class TrialRunner:
         for name, value in zip(R.CONSTRAINED, violation, strict=True):
             trial.set_constraint(name, value)
 
-    def _reuse(self, trial: optuna.Trial, key: str, training: dict[str, Any]) -> Values | None:
-        """An architecture already trained in this study (with the same seed and training settings) is not trained
-        again: its result is copied."""
+    def _prior(self, trial: optuna.Trial, key: str, training: dict[str, Any]) -> FrozenTrial | None:
+        """The furthest-trained earlier trial of this architecture (with the same seed and training settings), once
+        it has finished: an architecture is never trained from the start twice in one study."""
         study = trial.study
         while True:
             # Wait only for an *earlier* running trial of the same architecture: two workers that sampled it at the
@@ -167,24 +185,27 @@ class TrialRunner:
                     and (t.state != TrialState.RUNNING or t.number < trial.number)]
             if not same:
                 return None
-            done = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-            if done:
-                break
-            if all(t.state == TrialState.FAIL for t in same):
-                return None  # a failed attempt is worth another try (a crashed worker, say)
+            if not any(t.state == TrialState.RUNNING for t in same):
+                done = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+                # a failed attempt is worth another try (a crashed worker, say)
+                return R.furthest(done).popitem()[1] if done else None
             time.sleep(1.0)  # another worker is training it right now: wait for its result
             fail_stale(study)  # ... unless that worker has died
-        first = min(done, key=lambda t: t.number)
-        trial.set_user_attr(R.DUPLICATE_OF, first.number)
-        _record(trial, {k: first.user_attrs[k] for k in R.RESULT if k in first.user_attrs})
-        if R.CONSTRAINT in first.user_attrs:
-            self._constrain(trial, first.user_attrs[R.CONSTRAINT])
-        if first.state == TrialState.PRUNED:
-            raise optuna.TrialPruned(f"duplicate of trial {first.number}, which was stopped early")
-        return first.values[0] if self.config.mode == "scalar" else list(first.values)
 
-    def _fit(self, trial: optuna.Trial, spec: ArchSpec, attrs: dict[str, Any], train_config: TrainConfig) -> Fitted:
-        curve: list[float] = []
+    def _copy(self, trial: optuna.Trial, prior: FrozenTrial) -> Values:
+        """This trial repeats `prior`'s architecture: its result is copied, nothing is trained."""
+        trial.set_user_attr(R.DUPLICATE_OF, prior.number)
+        _record(trial, {k: prior.user_attrs[k] for k in R.RESULT if k in prior.user_attrs})
+        if R.CONSTRAINT in prior.user_attrs:
+            self._constrain(trial, prior.user_attrs[R.CONSTRAINT])
+        if prior.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(f"duplicate of trial {prior.number}, which was stopped early")
+        return prior.values[0] if self.config.mode == "scalar" else list(prior.values)
+
+    def _fit(self, trial: optuna.Trial, spec: ArchSpec, attrs: dict[str, Any], train_config: TrainConfig,
+             resume: TrainState | None) -> Fitted:
+        curve: list[float] = [r.val_acc for r in resume.history] if resume else []
+        me = (attrs[R.SPEC], json.dumps(attrs[R.TRAINING], sort_keys=True))
         costs = [o for o in self.config.objectives if o != R.VAL_ACC]
 
         def on_epoch(record: EpochRecord) -> bool:
@@ -201,14 +222,14 @@ class TrialRunner:
                 mine = to_minimise([record.val_acc] + [attrs[o] for o in costs], maximise)
                 others = [to_minimise([t.user_attrs[R.CURVE][epoch - 1]] + [t.user_attrs[o] for o in costs],
                                       maximise)
-                          for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number and R.counts(t)
+                          for k, t in R.furthest(trial.study.get_trials(deepcopy=False)).items() if k != me
                           and len(t.user_attrs.get(R.CURVE, [])) >= epoch and all(o in t.user_attrs for o in costs)]
                 if not self.asha.continues(mine, others):
                     trial.set_user_attr(R.STOPPED_AT, epoch)
                     return True  # stop training; _run completes the trial with its rung accuracy
             return False
 
-        return self.fit(spec, self.data, train_config, on_epoch=on_epoch, train_acc=True)
+        return self.fit(spec, self.data, train_config, on_epoch=on_epoch, train_acc=True, resume=resume)
 
 
 def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
