@@ -2,7 +2,7 @@
 cost counted in training epochs, over many sampler seeds.
 
     python benchmarks/search_replay.py resnas                      # the default search, 10 seeds, table seed 1
-    python benchmarks/search_replay.py resnas --paused drop        # resnas <= 0.3 (a stopped trial stays stopped)
+    python benchmarks/search_replay.py resnas --set paused=drop    # resnas 0.1 (a stopped trial stays stopped)
     python benchmarks/search_replay.py optuna-nsga2 --seeds 10     # a peer; `--list` names them all
     python benchmarks/search_replay.py all --markdown              # every method: the table in benchmarks/README.md
 
@@ -18,21 +18,25 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing as mp
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from resnas import guard
 from resnas import records as R
 from resnas.data import DataConfig
 from resnas.pareto import hypervolume_2d
 from resnas.replay import ReplayFit, Table
-from resnas.search import SearchConfig, run_search
+from resnas.search import SearchConfig, run_search, study
 from resnas.spaces import load_space
+from resnas.storage import open_study
 from resnas.train import TrainConfig
 
 HERE = Path(__file__).parent
@@ -74,12 +78,13 @@ def reach(traj: list[tuple[int, float]], target: float) -> float:
 
 def resnas_events(table: Table, seed: int, max_epochs: int, **overrides) -> list[Event]:
     with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as out:
-        config = SearchConfig(space=table.space, budget=overrides.pop("budget", 10**5), seed=seed, out_dir=out,
-                              artifacts="none", **overrides)
+        config = SearchConfig(space=table.space, seed=seed, out_dir=out, artifacts="none",
+                              storage=f"memory:{uuid.uuid4()}",
+                              **{"budget": 10**5, "workers": 1, **overrides})
         fit = ReplayFit(table, max_epochs=max_epochs)
         result = run_search(config, TrainConfig(epochs=table.epochs, seed=table.seed), DataConfig(**table.data),
                             device="cpu", fit=fit, latency=fit.latency)
-        trials = optuna.load_study(study_name=result.study, storage=result.storage).get_trials(deepcopy=False)
+        trials = open_study(result.study, storage=result.storage).get_trials(deepcopy=False)
     events, epochs = [], 0
     for t in sorted(trials, key=lambda t: t.datetime_complete or t.datetime_start):
         if t.state == TrialState.RUNNING or not R.counts(t):
@@ -170,10 +175,31 @@ def summarise(trajs: list[list[tuple[int, float]]]) -> dict:
             "epochs_run": statistics.median([t[-1][0] if t else 0 for t in trajs])}
 
 
-def run(method: str, table: Table, seeds: int, max_epochs: int, **overrides) -> dict:
-    fn = methods()[method]
+def warm(table: Table) -> None:
+    """Fill the per-process caches a replayed search would otherwise fill as it goes (the size guard's simulation of
+    each architecture, its meta-device model), so that forked searches share them."""
+    replayed, space = ReplayFit(table), load_space(table.space)
+    train = TrainConfig(epochs=table.epochs, seed=table.seed)
+    for row in table.rows:
+        spec = space.sample(optuna.trial.FixedTrial(row.params), in_channels=1, num_classes=10)
+        guard.check(spec, batch_size=train.batch_size, input_size=8, device="cpu", training=True,
+                    eval_batch_size=train.eval_batch_size)
+        replayed(spec, None, train, on_epoch=lambda r: True)
+
+
+def _one(args: tuple) -> list[tuple[int, float]]:
+    method, table, seed, max_epochs, overrides = args
+    return trajectory(methods()[method](table, seed, max_epochs, **overrides), table)
+
+
+def run(method: str, table: Table, seeds: int, max_epochs: int, jobs: int = 1, **overrides) -> dict:
     start = time.perf_counter()
-    trajs = [trajectory(fn(table, seed, max_epochs, **overrides), table) for seed in range(seeds)]
+    work = [(method, table, seed, max_epochs, overrides) for seed in range(seeds)]
+    if jobs > 1:
+        with mp.get_context("fork").Pool(jobs) as pool:  # forked: the warmed caches come along
+            trajs = pool.map(_one, work)
+    else:
+        trajs = [_one(w) for w in work]
     return {"method": method, **({"overrides": overrides} if overrides else {}), "table": f"{table.space} "
             f"seed {table.seed}", "seeds": seeds, **summarise(trajs),
             "seconds_per_search": (time.perf_counter() - start) / seeds}
@@ -205,6 +231,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=10, help="sampler seeds 0..N-1")
     p.add_argument("--max-epochs", type=int, default=max(BUDGETS))
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="searches side by side (forked processes)")
+    p.add_argument("--population", type=int, help="resnas only: NSGA-II's generation size (default: from the budget)")
     p.add_argument("--list", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="resnas only: a SearchConfig field, e.g. --set paused=drop --set eta=4")
@@ -213,12 +241,16 @@ def main() -> None:
         print("\n".join(methods()))
         return
     table = Table.load(args.table)
+    if args.population:
+        study.population = lambda budget: args.population
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     names = list(methods()) if args.method == "all" else [args.method]
+    if any(n.startswith("resnas") for n in names):
+        warm(table)
     if args.markdown:
         print(f"table {args.table}, {args.seeds} seeds: median [quartiles]\n\n{HEADER}")
     for name in names:
-        r = run(name, table, args.seeds, args.max_epochs, **(overrides if name == "resnas" else {}))
+        r = run(name, table, args.seeds, args.max_epochs, args.jobs, **(overrides if name == "resnas" else {}))
         print(row_markdown(r) if args.markdown else json.dumps(r), flush=True)
 
 

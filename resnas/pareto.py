@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 Vector = Sequence[float]
 
 
@@ -15,13 +17,20 @@ def dominates(a: Vector, b: Vector) -> bool:
 
 
 def fronts(points: Sequence[Vector]) -> list[list[int]]:
-    """Indices of `points` grouped into successive non-dominated fronts (front 0 is the Pareto front)."""
-    remaining = list(range(len(points)))
+    """Indices of `points` grouped into successive non-dominated fronts (front 0 is the Pareto front), each in
+    ascending order. Vectorised: a search asks this of every rung's trials at every step."""
+    if not len(points):
+        return []
+    p = np.asarray(points, dtype=float)
+    dominated_by = ((p[:, None] <= p[None]).all(-1) & (p[:, None] < p[None]).any(-1))  # [i, j]: i dominates j
+    count = dominated_by.sum(0)
+    remaining = np.ones(len(p), dtype=bool)
     out: list[list[int]] = []
-    while remaining:
-        front = [i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)]
-        out.append(front)
-        remaining = [i for i in remaining if i not in front]
+    while remaining.any():
+        front = np.flatnonzero(remaining & (count == 0))
+        out.append(front.tolist())
+        remaining[front] = False
+        count = count - dominated_by[front].sum(0)
     return out
 
 

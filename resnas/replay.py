@@ -114,13 +114,15 @@ def _key(spec: ArchSpec) -> str:
     return spec.to_json()
 
 
+_MODELS: dict[str, torch.nn.Module] = {}  # spec -> its model on the meta device, shared by every replay
+
+
 class ReplayFit:
     """A `Fit` that returns a table's recorded curve instead of training. `epochs_run` counts the epochs it
     replayed (the cost a real search would have paid); past `max_epochs` it interrupts the search, as Ctrl-C does."""
 
     def __init__(self, table: Table, max_epochs: int | None = None) -> None:
         self.table, self.max_epochs, self.epochs_run = table, max_epochs, 0
-        self._models: dict[str, torch.nn.Module] = {}
 
     def __call__(self, spec: ArchSpec, data: Data, config: TrainConfig, *, on_epoch: OnEpoch | None = None,
                  train_acc: bool = False, resume: TrainState | None = None) -> Fitted:
@@ -142,11 +144,11 @@ class ReplayFit:
                 break
         best = max(range(len(history)), key=lambda i: (history[i].val_acc, -i)) + 1
         state = TrainState(0, {}, {}, torch.zeros(0), torch.zeros(0), list(history), best, {}) if stopped else None
-        if (key := _key(spec)) not in self._models:
+        if (key := _key(spec)) not in _MODELS:
             with torch.device("meta"):  # a model without weights: checkpoints stay tiny, nothing is computed
-                self._models[key] = build(spec)
+                _MODELS[key] = build(spec)
         result = TrainResult(history, best, stopped, state)
-        return Fitted(spec, self._models[key], result, Cost(row.n_params, row.mflops),
+        return Fitted(spec, _MODELS[key], result, Cost(row.n_params, row.mflops),
                       test_acc=None if stopped else row.test_acc, train_acc=None)
 
     def latency(self, spec: ArchSpec, *, input_size: int, batch_size: int, device: torch.device) -> Latency:

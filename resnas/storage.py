@@ -20,9 +20,15 @@ import sqlalchemy.pool
 
 from .errors import UserError
 
+MEMORY = "memory:"  # memory:NAME, an Optuna InMemoryStorage in this process: throw-away searches (replays), one worker
+_memory: dict[str, optuna.storages.InMemoryStorage] = {}
 
-def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats, so a trial whose worker died is failed and retried by another worker."""
+
+def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.BaseStorage:
+    """An RDB storage with heartbeats, so a trial whose worker died is failed and retried by another worker (or, for
+    memory:NAME, the process's in-memory storage of that name)."""
+    if url.startswith(MEMORY):
+        return _memory.setdefault(url, optuna.storages.InMemoryStorage())
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     try:
         with _one_initialiser(url), warnings.catch_warnings():

@@ -19,7 +19,8 @@ def pareto_table(rows: list[dict[str, Any]]) -> str:
 
 
 def search_summary(result: dict[str, Any]) -> str:
-    return (f"study {result['study']}: {result['n_complete']} complete, {result['n_pruned']} stopped early, "
+    resumed = f" ({result['n_resumed']} resumed from a pause)" if result.get("n_resumed") else ""
+    return (f"study {result['study']}: {result['n_complete']} complete{resumed}, {result['n_pruned']} stopped early, "
             f"{result['n_failed']} failed, {result['n_rejected']} rejected, {result['n_duplicates']} duplicates; "
             f"{result['epochs_trained']} epochs in {result['seconds']:.0f}s\nstorage {result['storage']}")
 

@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..importance import criterion
 from ..records import DEFAULT_OBJECTIVES, OBJECTIVES
 from ..spaces import Space
+from ..storage import MEMORY
 
 SAMPLERS = ("nsga2", "tpe", "random", "grid")
 PRUNERS = ("sha", "hyperband", "median", "none")
@@ -36,7 +37,7 @@ class SearchConfig:
     eta: int = 3
     min_epochs: int = 1
     paused: str = "promote"  # a stopped trial: promoted when it climbs into its rung's top 1/eta ("promote"), resumed
-    # only when the sampler proposes it again ("revisit"), or stopped for good ("drop", resnas <= 0.3)
+    # only when the sampler proposes it again ("revisit"), or stopped for good ("drop", resnas 0.1)
     pruner: str = "sha"  # scalar mode only: Optuna's own pruners
     target_mflops: float = 10.0  # scalar mode
     reward_exponent: float = -0.07  # scalar mode (MnasNet's w)
@@ -62,6 +63,8 @@ class SearchConfig:
             raise UserError(f"objective mode must be pareto or scalar, got {self.mode!r}")
         if self.sampler not in SAMPLERS:
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.storage and self.storage.startswith(MEMORY) and self.workers not in (None, 1):
+            raise UserError(f"storage {self.storage} lives in this process: it takes one worker, not {self.workers}")
         if self.paused not in PAUSED:
             raise UserError(f"paused must be one of {', '.join(PAUSED)}, got {self.paused!r}")
         if self.pruner not in PRUNERS:

@@ -27,6 +27,7 @@ from ..fit import Fit, fit
 from ..measure import Latency, analytic_cost, spec_latency
 from ..spaces import Space, load_space
 from ..spec import describe
+from ..storage import MEMORY
 from ..train import TrainConfig, pick_device
 from .config import SearchConfig
 from .promotion import next_promotion
@@ -46,7 +47,8 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
     start = time.perf_counter()
     space = load_space(config.space)
     dev = pick_device(device)
-    config = replace(config.fitted_to(space), workers=config.workers or default_workers(dev))
+    in_process = bool(config.storage and config.storage.startswith(MEMORY))
+    config = replace(config.fitted_to(space), workers=config.workers or (1 if in_process else default_workers(dev)))
     url = storage_url(config, data_config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = create_study(config, train_config, data_config, space, url, info=info)

@@ -38,7 +38,12 @@ def sampler(config: SearchConfig, worker: int, n_objectives: int, space: Space) 
     if n_objectives == 1:  # NSGA-II is a multi-objective method; scalar mode falls back to TPE
         return optuna.samplers.TPESampler(seed=seed)
     # constraints reach the samplers through Trial.set_constraint (the trial's system attributes)
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(6, config.budget // 5)))
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=population(config.budget))
+
+
+def population(budget: int) -> int:
+    """NSGA-II's generation size for a search of `budget` trials."""
+    return min(50, max(6, budget // 5))
 
 
 def pruner(config: SearchConfig, epochs: int) -> optuna.pruners.BasePruner:

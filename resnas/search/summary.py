@@ -26,6 +26,7 @@ class SearchResult:
     interrupted: bool = False
     errors: list[str] | None = None
     nothing_trained: str | None = None  # why no architecture trained, when every one was rejected or failed
+    n_resumed: int = 0  # trials that went on from a paused one (promoted, or proposed again)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,4 +59,5 @@ def summarise(study: optuna.Study, objectives: tuple[str, ...], storage: str, se
         n_rejected=sum(R.REJECTED in t.user_attrs for t in trials),
         n_duplicates=sum(R.DUPLICATE_OF in t.user_attrs for t in trials),
         epochs_trained=sum(R.epochs_trained(t) for t in counted),
+        n_resumed=sum(R.RESUMED in t.user_attrs for t in counted),
         seconds=seconds, pareto=R.pareto_trials(trials, objectives), errors=R.error_lines(counted))
