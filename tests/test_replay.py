@@ -2,6 +2,7 @@
 on them: nothing is trained or enumerated here."""
 
 import importlib.util
+import itertools
 import math
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def test_the_default_search_replayed_on_the_held_out_table(harness):
     events = harness.resnas_events(table, 0, 400)
     assert events == harness.resnas_events(table, 0, 400)
     traj = harness.trajectory(events, table)
-    assert traj[-1][0] <= 400 and all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(traj, traj[1:]))
+    assert traj[-1][0] <= 400 and all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(traj))
     assert harness.at(traj, 400) >= MIN_AT_400
     assert not math.isinf(harness.reach(traj, 0.95))
 
