@@ -45,7 +45,7 @@ MO-REA: Syne Tune 0.16 ships it as a searcher, MultiObjectiveRegularizedEvolutio
 run here inside SingleFidelityScheduler, every trial trained for all the table's epochs. Its defaults,
 population 100 and sample 10, would make the first 100 trials (900 epochs, nearly all of the benchmark's 1000-
 epoch budget) random search over a 256-architecture space; we use population 20 and sample 5 (Real et al.'s
-1:4 sample-to-population ratio), so evolution starts after 180 epochs.
+1:4 sample-to-population ratio), so evolution starts after 180 epochs; `synetune-morea-defaults` runs 100 / 10.
 """
 
 from __future__ import annotations
@@ -187,9 +187,10 @@ def moasha_events(table: Table, seed: int, max_epochs: int, fixed: bool = False)
     return replay(scheduler, table, seed, max_epochs)
 
 
-def morea_events(table: Table, seed: int, max_epochs: int) -> list[Event]:
+def morea_events(table: Table, seed: int, max_epochs: int, population: int = POPULATION,
+                 sample: int = SAMPLE) -> list[Event]:
     space = config_space(table)
-    searcher = MultiObjectiveRegularizedEvolution(space, population_size=POPULATION, sample_size=SAMPLE,
+    searcher = MultiObjectiveRegularizedEvolution(space, population_size=population, sample_size=sample,
                                                   random_seed=seed)
     scheduler = SingleFidelityScheduler(space, metrics=METRICS, do_minimize=True, searcher=searcher,
                                         random_seed=seed)
@@ -200,4 +201,5 @@ PEERS: dict[str, Callable[[Table, int, int], list[Event]]] = {
     "synetune-moasha": moasha_events,
     "synetune-moasha-fixed": lambda table, seed, max_epochs: moasha_events(table, seed, max_epochs, fixed=True),
     "synetune-morea": morea_events,
+    "synetune-morea-defaults": lambda table, seed, max_epochs: morea_events(table, seed, max_epochs, 100, 10),
 }

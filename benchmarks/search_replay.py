@@ -251,6 +251,8 @@ def main() -> None:
         print(f"table {args.table}, {args.seeds} seeds: median [quartiles]\n\n{HEADER}")
     for name in names:
         r = run(name, table, args.seeds, args.max_epochs, args.jobs, **(overrides if name == "resnas" else {}))
+        if args.population and name == "resnas":
+            r["method"] += f" --population {args.population}"
         print(row_markdown(r) if args.markdown else json.dumps(r), flush=True)
 
 

@@ -111,7 +111,7 @@ def test_two_workers_share_only_storage_and_bucket(capsys, tmp_path, space, s3, 
     def worker(folder):
         cmd = [sys.executable, "-m", "resnas", "search", "--space", str(space), "--study", study, "--budget", "4",
                "--epochs", "1", "--sampler", "random", "--no-early-stopping", "--storage", url, "--artifacts",
-               "s3://ckpts", "--out-dir", str(tmp_path / folder / "studies"), "--quiet"]
+               "s3://ckpts", "--out-dir", str(tmp_path / folder / "studies"), "--quiet", "--workers", "1"]
         return subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, **env, "OMP_NUM_THREADS": "1"},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -32,7 +32,7 @@ def worker(tmp_path, storage, study, budget, *extra, heartbeat=5):
     2-core machine a trainer can miss a 1 s beat, and its live trial would be failed as stale."""
     cmd = [sys.executable, "-m", "resnas.cli", "search", "--space", str(tmp_path / "space.toml"), "--study", study,
            "--budget", str(budget), "--out-dir", str(tmp_path / "studies"), "--sampler", "random",
-           "--no-early-stopping", "--quiet", "--heartbeat", str(heartbeat), *extra]
+           "--no-early-stopping", "--quiet", "--heartbeat", str(heartbeat), "--workers", "1", *extra]
     if storage:
         cmd += ["--storage", storage]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -51,7 +51,7 @@ def search_args(space, out_dir, study, budget, epochs, heartbeat=5):
     miss a 1 s beat, and another worker would fail its live trial as stale."""
     return ["search", "--space", str(space), "--study", study, "--budget", str(budget), "--out-dir", str(out_dir),
             "--epochs", str(epochs), "--heartbeat", str(heartbeat), "--sampler", "random", "--no-early-stopping",
-            "--quiet"]
+            "--quiet", "--workers", "1"]
 
 
 def start(cwd, args, prefix=("-m", "resnas")):
