@@ -99,7 +99,12 @@ def epochs_trained(t: FrozenTrial) -> int:
     copied its curve and trained nothing)."""
     if not counts(t):
         return 0
-    return len(t.user_attrs.get(CURVE, [])) - t.user_attrs.get(RESUMED, {}).get("epoch", 0)
+    return max(0, len(t.user_attrs.get(CURVE, [])) - resumed_from(t))
+
+
+def resumed_from(t: FrozenTrial) -> int:
+    """The epoch a resumed trial went on from (0: it started from scratch)."""
+    return (t.user_attrs.get(RESUMED) or {}).get("epoch", 0)
 
 
 def arch_key(t: FrozenTrial) -> tuple[str, str]:
@@ -107,12 +112,14 @@ def arch_key(t: FrozenTrial) -> tuple[str, str]:
     return t.user_attrs.get(SPEC, ""), json.dumps(t.user_attrs.get(TRAINING, {}), sort_keys=True)
 
 
-def furthest(trials: list[FrozenTrial]) -> dict[tuple[str, str], FrozenTrial]:
-    """For each architecture, its finished, counting trial that trained furthest (the earliest of equals): after
-    pauses and resumes one architecture has several trials, and only the furthest tells where it stands."""
+def furthest(trials: list[FrozenTrial], *, running: bool = False) -> dict[tuple[str, str], FrozenTrial]:
+    """For each architecture, its finished (and, with `running`, running) counting trial that trained furthest (the
+    earliest of equals): after pauses and resumes one architecture has several trials, and only the furthest tells
+    where it stands. Rung comparisons include running trials: those are often the ones that passed the rung."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED) + ((TrialState.RUNNING,) if running else ())
     out: dict[tuple[str, str], FrozenTrial] = {}
     for t in trials:
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and counts(t) and SPEC in t.user_attrs:
+        if t.state in states and counts(t) and SPEC in t.user_attrs:
             k = arch_key(t)
             if k not in out or len(t.user_attrs.get(CURVE, [])) > len(out[k].user_attrs.get(CURVE, [])):
                 out[k] = t

@@ -8,14 +8,17 @@ import pickle
 import optuna
 import pytest
 import torch
+from optuna.trial import TrialState
 
 from resnas import checkpoint
 from resnas import records as R
+from resnas.asha import MOASHA
 from resnas.data import DataConfig
 from resnas.fit import fit
 from resnas.measure import analytic_cost
 from resnas.replay import ReplayFit, Row, Table
 from resnas.search import SearchConfig, run_search
+from resnas.search.promotion import next_promotion
 from resnas.spaces import load_space
 from resnas.train import TrainConfig
 
@@ -91,7 +94,7 @@ def test_a_slow_starter_stopped_at_the_first_rung_is_promoted_later(tmp_path, sp
     slow_name = next(t.user_attrs[R.ARCH] for t in promoted if t.params == {**slow})
     assert slow_name not in trained_to_the_end(dropped)  # stopped at epoch 1 for good: lost
     assert slow_name in trained_to_the_end(promoted)
-    again = [t for t in promoted if t.params == slow and R.RESUMED in t.user_attrs]
+    again = [t for t in promoted if t.params == slow and t.user_attrs.get(R.RESUMED)]
     assert again and all(R.counts(t) for t in again)  # a resumed trial trains, so it counts against the budget
     first = [t for t in promoted if t.params == slow and t.user_attrs.get(R.STOPPED_AT) == 1]
     assert first and again[0].user_attrs[R.RESUMED] == {"trial": first[0].number, "epoch": 1}
@@ -113,7 +116,7 @@ def test_a_replayed_search_takes_the_real_searchs_decisions(tmp_path, space):
     config = SearchConfig(out_dir=str(tmp_path / "real"), artifacts="none", workers=1, **kw)
     result = run_search(config, TRAIN, DataConfig(), device="cpu")
     real = optuna.load_study(study_name=result.study, storage=result.storage).get_trials()
-    assert any(R.RESUMED in t.user_attrs for t in real) and any(R.PAUSED in t.user_attrs for t in real)
+    assert any(t.user_attrs.get(R.RESUMED) for t in real) and any(R.PAUSED in t.user_attrs for t in real)
     rows = [Row(t.params, t.user_attrs[R.MFLOPS], t.user_attrs[R.PARAMS], t.user_attrs[R.LATENCY_MS],
                 tuple(t.user_attrs[R.CURVE]), t.user_attrs.get(R.TEST_ACC, math.nan), 0.0)
             for t in R.furthest(real).values()]
@@ -122,3 +125,21 @@ def test_a_replayed_search_takes_the_real_searchs_decisions(tmp_path, space):
     replayed = replay(table, tmp_path / "replay", **kw)
     assert decisions(replayed) == decisions(real)
     assert trained_to_the_end(replayed) == trained_to_the_end(real)
+
+
+def _trial(number, spec, curve, state=TrialState.COMPLETE, **attrs):
+    t = optuna.trial.create_trial(state=state, values=[curve[-1], 1.0] if state == TrialState.COMPLETE else None,
+                                  user_attrs={R.SPEC: spec, R.TRAINING: {}, R.CURVE: curve, R.MFLOPS: 1.0, **attrs})
+    t.number = number
+    return t
+
+
+def test_a_paused_trial_is_promoted_once_and_running_trials_count_at_its_rung():
+    asha = MOASHA(9, 3, 1)
+    paused = _trial(0, "a", [0.5], stopped_at=1, paused="/x")
+    others = [_trial(i, f"b{i}", [0.1 * i, 0.2]) for i in range(1, 6)]  # weaker at epoch 1, all cost 1 MFLOP
+    assert next_promotion([paused, *others], asha, ("val_acc", "mflops")) is paused
+    strong = [_trial(i, f"c{i}", [0.9], state=TrialState.RUNNING) for i in range(6, 12)]  # passed the rung, training
+    assert next_promotion([paused, *others, *strong], asha, ("val_acc", "mflops")) is None
+    failed_promotion = _trial(20, "a", [0.5], state=TrialState.FAIL, promoted=0)
+    assert next_promotion([paused, *others, failed_promotion], asha, ("val_acc", "mflops")) is None

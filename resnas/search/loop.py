@@ -23,7 +23,8 @@ from tqdm import tqdm
 from .. import records as R
 from ..data import Data, DataConfig
 from ..errors import UserError
-from ..fit import Fit, fit
+from ..fit import Fit
+from ..fit import fit as default_fit
 from ..measure import Latency, analytic_cost, spec_latency
 from ..spaces import Space, load_space
 from ..spec import describe
@@ -40,7 +41,7 @@ MAX_CPU_WORKERS = 8
 
 def run_search(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, *,
                device: str = "auto", progress: bool = False, info: dict[str, Any] | None = None,
-               fit: Fit = fit, latency: Callable[..., Latency] = spec_latency) -> SearchResult:
+               fit: Fit = default_fit, latency: Callable[..., Latency] = spec_latency) -> SearchResult:
     """Run (or resume) a study until `config.budget` architectures have been evaluated or time runs out.
     `info` (a study config's description, claim, report settings and published numbers) is kept with the study;
     `fit` trains one architecture and `latency` times it (a benchmark may pass ones that replay a recorded table)."""
@@ -49,6 +50,9 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
     dev = pick_device(device)
     in_process = bool(config.storage and config.storage.startswith(MEMORY))
     config = replace(config.fitted_to(space), workers=config.workers or (1 if in_process else default_workers(dev)))
+    if config.workers > 1 and (fit is not default_fit or latency is not spec_latency):
+        raise UserError("a search with its own fit or latency runs in one process (workers=1): worker processes "
+                        "would train and time for real")
     url = storage_url(config, data_config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = create_study(config, train_config, data_config, space, url, info=info)

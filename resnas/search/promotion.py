@@ -19,10 +19,12 @@ def next_promotion(trials: list[FrozenTrial], asha: MOASHA, objectives: tuple[st
     """The paused trial to promote now, or None."""
     costs = [o for o in objectives if o != R.VAL_ACC]
     maximise = [True] + [False] * len(costs)
-    furthest = R.furthest(trials)
+    furthest = R.furthest(trials, running=True)
     busy = {R.arch_key(t) for t in trials if t.state == TrialState.RUNNING}
-    promoting = {t.user_attrs[R.PROMOTED] for t in trials
-                 if t.state in (TrialState.RUNNING, TrialState.WAITING) and R.PROMOTED in t.user_attrs}
+    # each paused trial is promoted once: a promotion that failed, or found the state unreadable and paused again
+    # lower down, is not retried (its architecture has newer trials, which may be promoted in their turn)
+    promoted = {t.user_attrs[R.PROMOTED] for t in trials
+                if R.PROMOTED in t.user_attrs and R.SURPLUS not in t.user_attrs}
     for rung in reversed(asha.rungs()):
         pool = [t for t in furthest.values()
                 if len(t.user_attrs.get(R.CURVE, [])) >= rung and all(o in t.user_attrs for o in costs)]
@@ -30,7 +32,7 @@ def next_promotion(trials: list[FrozenTrial], asha: MOASHA, objectives: tuple[st
                   for t in pool]
         for i in asha.top(points) if pool else []:
             t = pool[i]
-            if (t.user_attrs.get(R.STOPPED_AT) == rung and R.PAUSED in t.user_attrs and t.number not in promoting
-                    and R.arch_key(t) not in busy):
+            if (t.state != TrialState.RUNNING and t.user_attrs.get(R.STOPPED_AT) == rung and R.PAUSED in t.user_attrs
+                    and t.number not in promoted and R.arch_key(t) not in busy):
                 return t
     return None

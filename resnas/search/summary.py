@@ -59,5 +59,5 @@ def summarise(study: optuna.Study, objectives: tuple[str, ...], storage: str, se
         n_rejected=sum(R.REJECTED in t.user_attrs for t in trials),
         n_duplicates=sum(R.DUPLICATE_OF in t.user_attrs for t in trials),
         epochs_trained=sum(R.epochs_trained(t) for t in counted),
-        n_resumed=sum(R.RESUMED in t.user_attrs for t in counted),
+        n_resumed=sum(R.resumed_from(t) > 0 for t in counted),
         seconds=seconds, pareto=R.pareto_trials(trials, objectives), errors=R.error_lines(counted))

@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -100,15 +101,17 @@ class TrialRunner:
         prior = self._prior(trial, attrs[R.SPEC], training)
         resume = None
         if prior is not None:
-            if not (self.asha and c.paused != "drop" and R.PAUSED in prior.user_attrs):
+            promoted = trial.user_attrs.get(R.PROMOTED)
+            if not (self.asha and c.paused != "drop" and R.PAUSED in prior.user_attrs) or \
+                    (promoted is not None and promoted != prior.number):  # another worker promoted it first
                 return self._copy(trial, prior)
-            # a paused architecture proposed again (by the sampler, or by ASHA's promotion) goes on where it stopped
+            # a paused architecture proposed again (by the sampler, or by ASHA's promotion) goes on where it stopped;
+            # where its state cannot be read (saved on another machine), it trains from the start
             resume = checkpoint.load_paused(prior.user_attrs[R.PAUSED])
             lat_attrs = {k: prior.user_attrs[k] for k in (R.LATENCY_MS, R.LATENCY_P90_MS, R.LATENCY_DEVICE)}
-            _record(trial, lat_attrs)
             attrs.update(lat_attrs)
-            if resume is not None:
-                trial.set_user_attr(R.RESUMED, {"trial": prior.number, "epoch": len(resume.history)})
+            _record(trial, {**lat_attrs, R.RESUMED: {"trial": prior.number, "epoch": len(resume.history)}
+                            if resume else None, R.CURVE: [r.val_acc for r in resume.history] if resume else []})
         else:
             try:  # a network the device cannot hold is infeasible, like one over a limit: never built, never trained
                 guard.check(spec, batch_size=train_config.batch_size, input_size=self.data.image_size,
@@ -126,8 +129,10 @@ class TrialRunner:
         self._constrain(trial, violation)
         t_fit = time.perf_counter()
         fitted = self._fit(trial, spec, attrs, train_config, resume)
+        if resume is not None:  # superseded by this trial's own result (or its own pause)
+            Path(prior.user_attrs[R.PAUSED]).unlink(missing_ok=True)
         if fitted.stopped_early:
-            if self.asha and fitted.result.state is not None:
+            if self.asha and c.paused != "drop" and fitted.result.state is not None:
                 path = checkpoint.save_paused(fitted.result.state, self.paused_dir / f"trial-{trial.number:05d}.pt")
                 trial.set_user_attr(R.PAUSED, str(path))
             # The trial completes with what it measured (its accuracy at the rung), so that the sampler learns from
@@ -222,7 +227,8 @@ class TrialRunner:
                 mine = to_minimise([record.val_acc] + [attrs[o] for o in costs], maximise)
                 others = [to_minimise([t.user_attrs[R.CURVE][epoch - 1]] + [t.user_attrs[o] for o in costs],
                                       maximise)
-                          for k, t in R.furthest(trial.study.get_trials(deepcopy=False)).items() if k != me
+                          for k, t in R.furthest(trial.study.get_trials(deepcopy=False), running=True).items()
+                          if k != me
                           and len(t.user_attrs.get(R.CURVE, [])) >= epoch and all(o in t.user_attrs for o in costs)]
                 if not self.asha.continues(mine, others):
                     trial.set_user_attr(R.STOPPED_AT, epoch)
