@@ -93,6 +93,8 @@ def test_a_slow_starter_stopped_at_the_first_rung_is_promoted_later(tmp_path, sp
     promoted = replay(table, tmp_path / "promote", budget=budget, sampler="random", seed=1)
     slow_name = next(t.user_attrs[R.ARCH] for t in promoted if t.params == {**slow})
     assert slow_name not in trained_to_the_end(dropped)  # stopped at epoch 1 for good: lost
+    # ... and with every architecture tried and nothing to resume, the search ends: no copying up to its cap
+    assert len(R.budget_trials(dropped)) == 12 and len(dropped) < 20 * budget
     assert slow_name in trained_to_the_end(promoted)
     again = [t for t in promoted if t.params == slow and t.user_attrs.get(R.RESUMED)]
     assert again and all(R.counts(t) for t in again)  # a resumed trial trains, so it counts against the budget

@@ -147,6 +147,16 @@ def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: D
         _optimize(study, runner, config, None, config.timeout)
 
 
+def exhausted(trials: list[FrozenTrial], space: Space, config: SearchConfig) -> bool:
+    """Every architecture of the space has trained as far as it ever will: nothing new to sample, nothing paused
+    that could resume (so a search of a small space ends instead of copying duplicates up to its cap)."""
+    furthest = R.furthest(trials)
+    if len(furthest) < space.size() * max(1, len(config.seeds)):
+        return False
+    resumable = config.early_stopping and config.paused != "drop"
+    return not resumable or not any(R.stopped_early(t) for t in furthest.values())
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -167,7 +177,7 @@ def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
             finished = sum(t.state in R.FINISHED for t in counted)
             running = sum(t.state == TrialState.RUNNING for t in counted)
             waiting = any(t.state == TrialState.WAITING for t in trials)
-            if finished >= config.budget or len(trials) >= cap:
+            if finished >= config.budget or len(trials) >= cap or exhausted(trials, runner.space, config):
                 return
             if finished + running >= config.budget and not waiting:
                 time.sleep(min(5.0, config.heartbeat))
