@@ -232,7 +232,7 @@ def main() -> None:
     p.add_argument("--max-epochs", type=int, default=max(BUDGETS))
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--jobs", type=int, default=1, help="searches side by side (forked processes)")
-    p.add_argument("--population", type=int, help="resnas only: NSGA-II's generation size (default: from the budget)")
+    p.add_argument("--population", type=int, help="resnas only: NSGA-II's generation size (default: resnas's, 10)")
     p.add_argument("--list", action="store_true")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="resnas only: a SearchConfig field, e.g. --set paused=drop --set eta=4")
@@ -240,9 +240,10 @@ def main() -> None:
     if args.list:
         print("\n".join(methods()))
         return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     table = Table.load(args.table)
     if args.population:
-        study.population = lambda budget: args.population
+        study.POPULATION = args.population
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     names = list(methods()) if args.method == "all" else [args.method]
     if any(n.startswith("resnas") for n in names):
