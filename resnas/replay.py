@@ -67,7 +67,7 @@ class Table:
         rows = [Row(dict(t.params), t.user_attrs[R.MFLOPS], t.user_attrs[R.PARAMS], t.user_attrs[R.LATENCY_MS],
                     tuple(t.user_attrs[R.CURVE]), t.user_attrs[R.TEST_ACC], t.user_attrs[R.SECONDS])
                 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if R.fully_trained(t) and R.DUPLICATE_OF not in t.user_attrs]
+                if R.fully_trained(t)]
         if not rows or any(len(r.curve) != epochs for r in rows):
             raise UserError(f"study {study.study_name!r} is not a finished grid study without early stopping")
         space = study.user_attrs.get(R.SEARCH_CONFIG, {}).get("space", study.study_name)
