@@ -15,13 +15,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from nets import chromium_or_fail
+from nets import chromium_or_fail, tiny_search
 from optuna.trial import TrialState
 
 from resnas import records
 from resnas.data import DataConfig
 from resnas.report.browser import headless_flags
-from resnas.search import SearchConfig, run_search
+from resnas.search import SearchConfig
 from resnas.search.study import create_study
 from resnas.spaces import load_space
 from resnas.train import TrainConfig
@@ -34,12 +34,7 @@ OLD = Path(__file__).parent / "data" / "study-0.1"  # written before resnas name
 
 @pytest.fixture(scope="module")
 def study_db(tmp_path_factory, tiny_space_text):
-    root = tmp_path_factory.mktemp("dash")
-    (root / "tiny.toml").write_text(tiny_space_text)
-    config = SearchConfig(space=str(root / "tiny.toml"), out_dir=str(root / "studies"), budget=3, sampler="random",
-                          eta=2)
-    run_search(config, TrainConfig(epochs=2, batch_size=128), DataConfig(), device="cpu")
-    return root / "studies" / "tiny" / "study.db"
+    return tiny_search(tmp_path_factory.mktemp("dash"), tiny_space_text, budget=3, epochs=2, batch_size=128)
 
 
 @pytest.fixture(scope="module")

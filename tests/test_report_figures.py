@@ -7,27 +7,22 @@ import re
 import optuna
 import pandas as pd
 import pytest
+from nets import tiny_search
 
-from resnas.data import DataConfig
 from resnas.presets import wrn
 from resnas.prune import PruneConfig, prune_pareto
 from resnas.report import collect, grid
 from resnas.report.data import ReportData, split_size
 from resnas.report.figures import log_error
 from resnas.report.page import cost_figures, render
-from resnas.search import SearchConfig, run_search
 from resnas.storage import open_storage
-from resnas.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory, tiny_space_text):
     """A real search on digits (216 validation images), with trials stopped at rungs and a pruned front."""
     root = tmp_path_factory.mktemp("figs")
-    (root / "tiny.toml").write_text(tiny_space_text)
-    config = SearchConfig(space=str(root / "tiny.toml"), out_dir=str(root / "studies"), budget=8, sampler="random",
-                          eta=2)
-    run_search(config, TrainConfig(epochs=4, batch_size=32), DataConfig(), device="cpu")
+    tiny_search(root, tiny_space_text, budget=8, epochs=4, batch_size=32)
     prune_pareto("tiny", PruneConfig(threshold=1e9, random_draws=1), out_dir=str(root / "studies"), device="cpu")
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{root / 'studies' / 'tiny' / 'study.db'}")
     return collect(study)
