@@ -15,20 +15,27 @@ class Tally:
     def __init__(self) -> None:
         self.params = 0
         self.macs = 0
+        self.layers = 0  # convolutions, BatchNorms and linear layers
+        self.largest = 0  # elements per image of the largest tensor any of them reads or writes
 
     def conv(self, cin: int, cout: int, kernel: int, stride: int, size: int, *, bias: bool = False) -> int:
         """Count one convolution with 'same' padding on a `size` x `size` input; return its output side."""
         out = (size + 2 * (kernel // 2) - kernel) // stride + 1
         self.params += cin * cout * kernel * kernel + (cout if bias else 0)
         self.macs += cin * cout * kernel * kernel * out * out
+        self.layers += 1
+        self.largest = max(self.largest, cin * size * size, cout * out * out)
         return out
 
     def bn(self, channels: int) -> None:
         self.params += 2 * channels
+        self.layers += 1
 
     def linear(self, cin: int, cout: int) -> None:
         self.params += cin * cout + cout
         self.macs += cin * cout
+        self.layers += 1
+        self.largest = max(self.largest, cin, cout)
 
 
 def count(spec: ArchSpec, input_size: int) -> Tally:
@@ -36,6 +43,7 @@ def count(spec: ArchSpec, input_size: int) -> Tally:
     t = Tally()
     size = _stem(t, spec, input_size)
     channels, size = {"residual": _residual, "dense": _dense, "osa": _osa}[spec.family](t, spec, size)
+    t.largest = max(t.largest, channels * size * size)  # the last features (a dense block's concatenation)
     if spec.family == "dense" or (spec.family == "residual" and spec.preact):
         t.bn(channels)  # the head's BN-ReLU
     side = size if spec.head == "flatten" else 1

@@ -8,7 +8,10 @@ its backward) holds at once. That peak is not a formula per block family: the ne
 it and takes it off when it is freed, which is what eager PyTorch holds.
 
 `check` compares that, with the allocator's slack, against the memory free on the device less a margin, and raises
-a one-line `UserError` when it does not fit. `RESNAS_MEMORY_LIMIT` declares the memory the guard may assume instead
+a one-line `UserError` when it does not fit. The simulation costs 0.1-0.4 s (meta kernels run as Python
+decompositions), more than a search trial stopped after one epoch trains on digits, so `check` first tries `bound`,
+an upper bound from the spec alone (microseconds): when even that fits, the network fits, and nothing is simulated.
+Only a network near or over the limit is simulated, so every decision is the simulation's. `RESNAS_MEMORY_LIMIT` declares the memory the guard may assume instead
 (a number of bytes, or 512M, 64G, 1.5T: binary units) or turns the memory check off (`off`).
 """
 
@@ -25,6 +28,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .counting import count
 from .errors import UserError
 from .measure import analytic_cost
 from .models import build
@@ -39,6 +43,8 @@ ALLOCATOR_SLACK = 2.0
 FP32 = 4
 TRAINING_COPIES = 4  # weights, gradients, SGD momentum, and train()'s copy of the best epoch's weights
 SHORT_STAGE = 3  # blocks a stage is simulated with: a first block, then two identical ones
+TENSORS_PER_LAYER = 6  # new tensors a pass may make per conv, BatchNorm or linear layer (see `bound`)
+INFERENCE_TENSORS = 8  # tensors of the largest layer's size that an inference pass may hold at once (see `bound`)
 CGROUPS = (("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),  # v2
            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"))  # v1
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -52,6 +58,7 @@ class Footprint:
     weight_bytes: int
     optimizer_bytes: int  # gradients, momentum and the best epoch's copy; 0 when not training
     activation_bytes: int  # peak of the tensors a forward (and backward) pass holds at once, the input included
+    exact: bool = True  # False: an upper bound (see `bound`), not the simulated peak
 
     def peak_bytes(self, device: torch.device | str) -> int:
         """The memory running it on `device` should peak at: its tensors, and on the host the allocator's slack."""
@@ -79,10 +86,35 @@ def footprint(spec: ArchSpec, *, batch_size: int, input_size: int, training: boo
                      activation_bytes=activations)
 
 
+def bound(spec: ArchSpec, *, batch_size: int, input_size: int, training: bool,
+          eval_batch_size: int | None = None) -> Footprint:
+    """An upper bound on `footprint`, from the spec alone. No tensor of a pass is larger than the largest a layer
+    reads or writes (`counting`: no layer upsamples), and a pass makes at most TENSORS_PER_LAYER new tensors per
+    layer (its output, a BatchNorm's, an activation's, dropout's mask and output, a block's sum or concatenation);
+    a training pass holds at most all of them for its backward, which makes at most two more per tensor (gradients).
+    Without autograd a tensor lives only while the block that made it runs: the block's input, its branch's
+    intermediates and shortcut, or the features a dense or OSA block concatenates (at most their concatenation's
+    size), so an inference pass holds at most INFERENCE_TENSORS of the largest at once.
+    tests/test_guard_bound.py checks it against the simulation for every family and shipped space."""
+    tally = count(spec, input_size)
+    tensors = TENSORS_PER_LAYER * tally.layers + TENSORS_PER_LAYER
+
+    def peak(batch: int, train: bool) -> int:
+        return (3 * tensors if train else INFERENCE_TENSORS) * batch * tally.largest * FP32
+
+    activations = peak(batch_size, training)
+    if training and eval_batch_size is not None:
+        activations = max(activations, peak(eval_batch_size, False))
+    return Footprint(params=tally.params, weight_bytes=FP32 * tally.params,
+                     optimizer_bytes=(TRAINING_COPIES - 1) * FP32 * tally.params if training else 0,
+                     activation_bytes=activations, exact=False)
+
+
 def check(spec: ArchSpec, *, batch_size: int, input_size: int, device: torch.device | str, training: bool,
           eval_batch_size: int | None = None, max_params: float | None = None) -> Footprint:
-    """The footprint of `spec` (see `footprint`), or a one-line `UserError` when it has more than `max_params`
-    parameters or does not fit in the memory limit (see `memory_limit`)."""
+    """The footprint of `spec` (see `footprint`; where its upper `bound` already fits, that bound, marked
+    `exact=False`), or a one-line `UserError` when it has more than `max_params` parameters or does not fit in the
+    memory limit (see `memory_limit`)."""
     params = analytic_cost(spec, input_size).params
     if max_params is not None and params > max_params:
         raise UserError(f"{describe(spec)} has {params:,} parameters, over max-params {max_params:,.0f}")
@@ -91,6 +123,10 @@ def check(spec: ArchSpec, *, batch_size: int, input_size: int, device: torch.dev
     if limit is not None and state > limit:  # the weights settle it, before a meta build (whose shapes could overflow)
         raise UserError(_refusal(spec, params, training, batch_size, input_size,
                                  f"at least {_size(state)} for its {_state_words(training)}", limit, source))
+    upper = bound(spec, batch_size=batch_size, input_size=input_size, training=training,
+                  eval_batch_size=eval_batch_size)
+    if limit is not None and upper.peak_bytes(device) <= limit:
+        return upper
     try:
         fp = footprint(spec, batch_size=batch_size, input_size=input_size, training=training,
                        eval_batch_size=eval_batch_size)

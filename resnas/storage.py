@@ -12,9 +12,11 @@ import fcntl
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
+import sqlalchemy.event
 import sqlalchemy.exc
 import sqlalchemy.pool
 
@@ -29,17 +31,34 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.BaseStorage:
     memory:NAME, the process's in-memory storage of that name)."""
     if url.startswith(MEMORY):
         return _memory.setdefault(url, optuna.storages.InMemoryStorage())
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    sqlite = url.startswith("sqlite")
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     try:
         with _one_initialiser(url), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return _Storage(
+            storage = _Storage(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+        if sqlite:
+            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+            storage.engine.dispose()  # the connections Optuna opened to set up the tables predate the listener
+        return storage
     except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"cannot open storage {url!r}: {first[:200]}; give an Optuna RDB URL such as "
                         "sqlite:///path/study.db or postgresql://user:pass@host/db") from None
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """Write-ahead logging, synced at checkpoints rather than at every commit: a trial writes its records in a
+    dozen transactions, and with SQLite's default rollback journal each one waited for an fsync (11 ms apiece on
+    this project's machine, half a search's own time). A WAL database survives a killed process intact; a power
+    cut may lose the last transactions before a checkpoint, never the database (https://sqlite.org/wal.html)."""
+    cursor = connection.cursor()
+    with contextlib.suppress(Exception):  # a read-only folder cannot hold the -wal file: stay as the file is
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 class _Storage(optuna.storages.RDBStorage):

@@ -107,9 +107,12 @@ def test_sizes_past_what_a_tensor_can_address_are_one_line(monkeypatch, limit):
 
 
 def test_normal_specs_pass_on_this_machine():
-    fp = guard.check(preset("wrn-16-4").replace(in_channels=1), device="cpu", **TRAIN)
+    guard.check(preset("wrn-16-4").replace(in_channels=1), device="cpu", **TRAIN)
+    fp = guard.footprint(preset("wrn-16-4").replace(in_channels=1), **TRAIN)
     assert 0 < fp.peak_bytes("cpu") < 200 * 2**20
-    fp = guard.check(preset("resnet50"), batch_size=1, input_size=224, device="cpu", training=False)
+    assert guard.check(preset("resnet50"), batch_size=1, input_size=224, device="cpu", training=False).params \
+        == 25_557_032
+    fp = guard.footprint(preset("resnet50"), batch_size=1, input_size=224, training=False)
     assert fp.params == 25_557_032 and fp.peak_bytes("cpu") < 200 * 2**20
 
 
