@@ -11,8 +11,10 @@ it and takes it off when it is freed, which is what eager PyTorch holds.
 a one-line `UserError` when it does not fit. The simulation costs 0.1-0.4 s (meta kernels run as Python
 decompositions), more than a search trial stopped after one epoch trains on digits, so `check` first tries `bound`,
 an upper bound from the spec alone (microseconds): when even that fits, the network fits, and nothing is simulated.
-Only a network near or over the limit is simulated, so every decision is the simulation's. `RESNAS_MEMORY_LIMIT` declares the memory the guard may assume instead
-(a number of bytes, or 512M, 64G, 1.5T: binary units) or turns the memory check off (`off`).
+Only a network near or over the limit is simulated, so every decision is the simulation's.
+
+`RESNAS_MEMORY_LIMIT` declares the memory the guard may assume instead (a number of bytes, or 512M, 64G, 1.5T:
+binary units) or turns the memory check off (`off`).
 """
 
 from __future__ import annotations
