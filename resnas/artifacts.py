@@ -10,6 +10,7 @@ the artifact once into a cache beside their own study folder.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -60,10 +61,30 @@ def open_store(url: str) -> Any:
     return FileSystemArtifactStore(path)
 
 
-def upload(trial: optuna.Trial, path: Path, url: str) -> None:
-    """Upload a trial's checkpoint and record where it went (`checkpoint_artifact`)."""
+def upload(trial: optuna.Trial, path: Path, url: str) -> dict[str, str]:
+    """Upload a file of a trial's (its checkpoint, its paused state) and return where it went, as the trial records
+    it (`checkpoint_artifact`, `paused_artifact`)."""
     artifact_id = upload_artifact(artifact_store=open_store(url), file_path=str(path), study_or_trial=trial)
-    trial.set_user_attr(R.CHECKPOINT_ARTIFACT, {"store": url, "id": artifact_id, "filename": path.name})
+    return {"store": url, "id": artifact_id, "filename": path.name}
+
+
+def remove(artifact: dict[str, str]) -> None:
+    """Delete an uploaded file from its store (a superseded paused state); one already gone is no error."""
+    with contextlib.suppress(ArtifactNotFound, OSError):
+        open_store(artifact["store"]).remove(artifact["id"])
+
+
+def fetch(artifact: dict[str, str], cache_dir: Path) -> Path:
+    """The uploaded file, downloaded into `cache_dir` once (atomically: a cut-off download leaves no file)."""
+    target = cache_dir / f"{artifact['id']}-{artifact['filename']}"
+    if not target.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.part")
+        partial.unlink(missing_ok=True)  # left by a download that was cut off
+        download_artifact(artifact_store=open_store(artifact["store"]), artifact_id=artifact["id"],
+                          file_path=str(partial))
+        partial.replace(target)
+    return target
 
 
 def local_checkpoint(trial: FrozenTrial, cache_dir: Path) -> Path:
@@ -76,19 +97,10 @@ def local_checkpoint(trial: FrozenTrial, cache_dir: Path) -> Path:
     if not artifact:
         raise UserError(f"trial {trial.number}: checkpoint {written} is not on this machine and the trial has no "
                         "artifact to fetch (its search ran with --artifacts none); copy the file here")
-    target = cache_dir / f"{artifact['id']}-{artifact['filename']}"
-    if not target.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.part")
-        partial.unlink(missing_ok=True)  # left by a download that was cut off
-        try:
-            download_artifact(artifact_store=open_store(artifact["store"]), artifact_id=artifact["id"],
-                              file_path=str(partial))
-        except ArtifactNotFound:
-            raise UserError(f"trial {trial.number}: artifact {artifact['id']} is not in {artifact['store']}"
-                            ) from None
-        partial.replace(target)
-    return target
+    try:
+        return fetch(artifact, cache_dir)
+    except ArtifactNotFound:
+        raise UserError(f"trial {trial.number}: artifact {artifact['id']} is not in {artifact['store']}") from None
 
 
 def trial_checkpoint(study_name: str, trial: int, *, out_dir: str | Path = "studies",

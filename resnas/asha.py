@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import UserError
-from .pareto import rank
+from .pareto import in_top, top
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,16 @@ class MOASHA:
             epoch *= self.eta
         return out
 
-    def top(self, points: Sequence[Sequence[float]]) -> list[int]:
-        """Indices of the top 1/eta of `points` (objective vectors to minimise, accuracy negated), best first."""
-        return rank([list(p) for p in points])[:max(1, len(points) // self.eta)]
+    def top(self, points: Sequence[Sequence[float]] | np.ndarray, order: Sequence[int] | None = None) -> list[int]:
+        """Indices of the top 1/eta of `points` (objective vectors to minimise, accuracy negated), best first; ties
+        go to the lower `order` (default: the index)."""
+        return top(points, max(1, len(points) // self.eta), order)
 
-    def continues(self, mine: Sequence[float], others: Sequence[Sequence[float]]) -> bool:
-        """`mine` and each of `others`: objective vectors to minimise (accuracy negated) at this rung."""
-        return 0 in self.top([mine, *others])
+    def continues(self, mine: Sequence[float], others: Sequence[Sequence[float]] | np.ndarray,
+                  order: Sequence[int] | None = None) -> bool:
+        """`mine` and each of `others`: objective vectors to minimise (accuracy negated) at this rung; `order`: the
+        others' order for ties (mine comes first)."""
+        others = np.asarray(others, dtype=float).reshape(-1, len(mine))
+        ties = None if order is None else [-1, *order]
+        return in_top(np.vstack([np.asarray(mine, dtype=float)[None], others]), 0,
+                      max(1, (1 + len(others)) // self.eta), ties)

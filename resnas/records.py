@@ -29,12 +29,15 @@ SURPLUS = "surplus"  # started after other workers filled the budget
 STOPPED_AT = "stopped_at"  # the rung epoch at which early stopping ended it
 CURVE = "curve"  # validation accuracy after each epoch (a resumed trial's includes the epochs it went on from)
 PAUSED = "paused"  # path of the training state saved where MO-ASHA stopped it: a later trial may resume it
+PAUSED_ARTIFACT = "paused_artifact"  # {"store", "id", "filename"}: that state in the artifact store (any machine)
+RESUME_FAILED = "resume_failed"  # why a paused state could not be read or fetched (the trial trained from scratch)
 RESUMED = "resumed"  # {"trial": N, "epoch": E}: went on from trial N's paused state after epoch E
 PROMOTED = "promoted"  # proposed by ASHA's promotion of a paused trial (not by the sampler)
 VAL_ACC, TEST_ACC, TRAIN_ACC, TRAIN_LOSS = "val_acc", "test_acc", "train_acc", "train_loss"
 CHECKPOINT = "checkpoint"  # absolute path of the best-epoch checkpoint, on the worker that trained it
 CHECKPOINT_ARTIFACT = "checkpoint_artifact"  # {"store": URL, "id": artifact id, "filename": ...} (see artifacts)
-SECONDS, TIMING = "seconds", "timing"
+SECONDS = "seconds"  # training steps of a fully trained trial
+TIMING = "timing"  # {"total": the trial's seconds, "train": inside fit (training, its evaluations), "steps": steps}
 PRUNE = "prune"  # pruning curve: one record per FLOPs cut (study configs with [prune])
 ACC_AT_SIZE = "acc_at_size"  # {side: test accuracy on images resized to side x side} (gap heads; search.other_sizes)
 ERROR = "error"  # first line of the exception that failed it
@@ -126,6 +129,24 @@ def furthest(trials: list[FrozenTrial], *, running: bool = False) -> dict[tuple[
     return out
 
 
+def retrained(trials: list[FrozenTrial]) -> dict[tuple[str, str], list[int]]:
+    """Architectures that more than one trial trained from the first epoch (a trial that went on from a pause, or
+    that re-ran one whose worker died, is no retraining): what the search's duplicate handling must prevent."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    starts: dict[tuple[str, str], list[int]] = {}
+    for t in trials:
+        if counts(t) and SPEC in t.user_attrs and epochs_trained(t) and not resumed_from(t) and t.number not in retried:
+            starts.setdefault(arch_key(t), []).append(t.number)
+    return {k: v for k, v in starts.items() if len(v) > 1}
+
+
+def lost(trials: list[FrozenTrial]) -> list[int]:
+    """Trials that neither finished nor were retried: failed without a retry, or left running or waiting."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return [t.number for t in trials if t.number not in retried and (t.state == TrialState.FAIL and ERROR not in
+                                                                     t.user_attrs or not t.state.is_finished())]
+
+
 def trial_kind(t: FrozenTrial) -> str:
     """One of KINDS: how the report and the summary classify a trial."""
     if SURPLUS in t.user_attrs:
@@ -153,6 +174,14 @@ def front_entry(t: FrozenTrial) -> dict[str, Any]:
             "mflops": a[MFLOPS], "params": a[PARAMS], "latency_ms": a.get(LATENCY_MS),
             "latency_device": a.get(LATENCY_DEVICE), "checkpoint": a.get(CHECKPOINT),
             "spec": ArchSpec.from_json(a[SPEC]).to_dict()}
+
+
+def overhead_share(trials: list[FrozenTrial]) -> float | None:
+    """The share of the trials' wall time spent outside training: sampling, the size guard, latency timing, lookups,
+    storage, checkpoints (None before resnas recorded every trial's timing; trials of older studies are left out)."""
+    timed = [t.user_attrs[TIMING] for t in trials if "train" in t.user_attrs.get(TIMING, {})]
+    total = sum(x["total"] for x in timed)
+    return 1.0 - sum(x["train"] for x in timed) / total if total > 0 else None
 
 
 def at_size_column(side: str | int) -> str:

@@ -45,6 +45,7 @@ class Row:
     curve: tuple[float, ...]  # validation accuracy after each epoch (a recorded table: all of them)
     test_acc: float
     seconds: float  # training steps, all epochs
+    spec: str = ""  # its ArchSpec JSON where the table holds it (synthetic tables): found without sampling the space
 
     @property
     def val_acc(self) -> float:
@@ -97,7 +98,7 @@ class Table:
             rate = 0.3 + 1.2 * v
             curve = tuple(round(final * (1 - math.exp(-rate * e)), 6) for e in range(1, epochs + 1))
             rows.append(Row(params, cost.mflops, cost.params, 0.05 + 0.01 * cost.mflops, curve,
-                            round(final - 0.01 * w, 6), epochs * (0.05 + 0.02 * cost.mflops)))
+                            round(final - 0.01 * w, 6), epochs * (0.05 + 0.02 * cost.mflops), spec.to_json()))
         return cls(space.name, seed, epochs, data, rows)
 
     def save(self, path: str | Path) -> Path:
@@ -113,14 +114,16 @@ class Table:
             raise UserError(f"cannot read table {path}: {e}; give a .json.gz written by Table.save") from None
         if doc.get("format") != FORMAT:
             raise UserError(f"{path} is not a resnas table (format {doc.get('format')!r}, expected {FORMAT})")
-        rows = [Row(**{**r, "curve": tuple(r["curve"])}) for r in doc["rows"]]
+        rows = [Row(**{**r, "curve": tuple(r["curve"])}) for r in doc["rows"]]  # tables before `spec` still load
         return cls(doc["space"], doc["seed"], doc["epochs"], doc["data"], rows)
 
     def row(self, spec: ArchSpec) -> Row:
         if not self._by_spec:
             space = load_space(self.space)
-            for r in self.rows:
-                self._by_spec[_key(_spec(space, r.params, spec))] = r
+            for r in self.rows:  # a stored spec holds the table's channels and classes: digits' 1 and 10
+                key = r.spec if r.spec and (spec.in_channels, spec.num_classes) == (1, 10) else \
+                    _key(_spec(space, r.params, spec))
+                self._by_spec[key] = r
         try:
             return self._by_spec[_key(spec)]
         except KeyError:

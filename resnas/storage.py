@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,14 @@ from typing import Any
 
 import optuna
 import sqlalchemy
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 import sqlalchemy.event
 import sqlalchemy.exc
 import sqlalchemy.pool
+from optuna.storages._rdb import models as _models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 
 from .errors import UserError
 
@@ -41,7 +47,8 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.BaseStorage:
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
         if sqlite:
             sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
-            storage.engine.dispose()  # the connections Optuna opened to set up the tables predate the listener
+            sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)
+            storage.engine.dispose()  # the connections Optuna opened to set up the tables predate the listeners
         return storage
     except Exception as e:  # sqlalchemy raises many kinds for a bad URL or an unreachable server
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -50,18 +57,79 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.BaseStorage:
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """Write-ahead logging, synced at checkpoints rather than at every commit: a trial writes its records in a
-    dozen transactions, and with SQLite's default rollback journal each one waited for an fsync (11 ms apiece on
-    this project's machine, half a search's own time). A WAL database survives a killed process intact; a power
-    cut may lose the last transactions before a checkpoint, never the database (https://sqlite.org/wal.html)."""
+    """Synced at checkpoints rather than at every commit, in write-ahead logging (`write_ahead`): a trial
+    writes its records in a dozen transactions, and with SQLite's default rollback journal each one waited for an
+    fsync (11 ms apiece on this project's machine, half a search's own time). A WAL database survives a killed
+    process intact; a power cut may lose the last transactions before a checkpoint, never the database
+    (https://sqlite.org/wal.html)."""
+    connection.isolation_level = None  # transactions begin where SQLAlchemy says (_begin_immediate), not later
     cursor = connection.cursor()
-    with contextlib.suppress(Exception):  # a read-only folder cannot hold the -wal file: stay as the file is
-        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
+def write_ahead(storage: optuna.storages.BaseStorage) -> None:
+    """Put a SQLite study in write-ahead-log mode (kept in the file, for every process that opens it), once a search
+    is about to write to it: a study that is only read, or refused, is left byte for byte as it was."""
+    backend = getattr(storage, "_backend", storage)
+    if isinstance(backend, _Storage) and backend.engine.name == "sqlite":
+        raw = backend.engine.raw_connection()  # outside a transaction, which SQLite requires of this pragma
+        try:
+            with contextlib.suppress(Exception):  # a read-only folder cannot hold the -wal file; another process
+                raw.cursor().execute("PRAGMA journal_mode=WAL")  # holding the file: the next one switches it
+        finally:
+            raw.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    """Each transaction takes the write lock when it begins. Python's sqlite3 otherwise begins one only at the first
+    write, so Optuna's read-then-write steps were not atomic between processes: two workers could both pop the same
+    enqueued trial (a promotion) and train it twice, the second failing with "Cannot tell a COMPLETE trial"."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def set_attrs(trial: optuna.Trial, attrs: dict[str, Any], constraints: dict[str, float] | None = None) -> None:
+    """Set a running trial's user attributes and Optuna 5 constraints (`Trial.set_constraint`) together: in one
+    transaction on resnas's RDB storage, where each `set_user_attr` is a transaction of its own and each
+    `set_constraint` a read and a write; one call each on any other storage. The same rows are written either way,
+    so every reader of a study, old or new, reads them alike."""
+    backend = getattr(trial.storage, "_backend", None)
+    if not isinstance(backend, _Storage):
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        for name, value in (constraints or {}).items():
+            trial.set_constraint(name, value)
+        return
+    system = {f"{_CONSTRAINTS_KEY}:{name}": float(value) for name, value in (constraints or {}).items()}
+    backend.set_trial_attrs(trial._trial_id, attrs, system)
+    trial._cached_frozen_trial.user_attrs.update(attrs)  # what Trial.set_user_attr keeps for trial.user_attrs
+    trial._cached_frozen_trial.system_attrs.update(system)
+
+
+_UPSERTS = {"sqlite": sqlalchemy.dialects.sqlite.insert, "postgresql": sqlalchemy.dialects.postgresql.insert}
+
+
 class _Storage(optuna.storages.RDBStorage):
+    def set_trial_attrs(self, trial_id: int, user: dict[str, Any], system: dict[str, Any]) -> None:
+        """User and system attributes in one transaction: the check Optuna makes before each write (the trial
+        exists and is still running), then one multi-row upsert per table on SQLite and PostgreSQL (the rows Optuna's
+        own upserts write), or Optuna's writes one by one on other databases."""
+        dialect = self.engine.name if self.engine.name in _UPSERTS else None
+        with _create_scoped_session(self.scoped_session, True) as session:
+            for model, attrs in ((_models.TrialUserAttributeModel, user), (_models.TrialSystemAttributeModel, system)):
+                if not attrs:
+                    continue
+                if dialect is None:
+                    for key, value in attrs.items():
+                        self._set_trial_attr_without_commit(session, model, trial_id, key, value)
+                    continue
+                trial = _models.TrialModel.find_or_raise_by_id(trial_id, session)
+                self.check_trial_is_updatable(trial_id, trial.state)
+                insert = _UPSERTS[dialect](model).values(
+                    [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+                session.execute(insert.on_conflict_do_update(index_elements=[model.trial_id, model.key],
+                                                             set_={"value_json": insert.excluded.value_json}))
+
     def record_heartbeat(self, trial_id: int) -> None:
         """A heartbeat that cannot be written (a full disk, a database restarting) is skipped: Optuna's heartbeat
         thread would die of the error, printing a traceback, and leave the trial with no heartbeat at all."""

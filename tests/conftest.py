@@ -5,7 +5,9 @@ import pickle
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +125,33 @@ def postgres():
         pytest.skip(f"no PostgreSQL server here: {e}")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def s3():
+    """A moto S3 server on a free local port, with one bucket; the AWS_* variables boto3 reads."""
+    pytest.importorskip("moto")
+    boto3 = pytest.importorskip("boto3")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto server did not start"
+                time.sleep(0.2)
+        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                              aws_access_key_id="test", aws_secret_access_key="test")
+        client.create_bucket(Bucket="ckpts")
+        yield env, client
+    finally:
+        server.terminate()
+        server.wait(10)

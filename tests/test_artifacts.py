@@ -4,10 +4,8 @@ S3 bucket (a moto server on localhost) shared by two workers that share no direc
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -70,36 +68,6 @@ def test_artifacts_none_keeps_the_study_folder_only(capsys, tmp_path, space):
     code, _, err = run_cli(capsys, "eval", "--study", "space", "--trial", trial.number, "--out-dir",
                            tmp_path / "studies")
     assert code == 2 and "is not on this machine" in err and len(err.strip().splitlines()) == 1
-
-
-@pytest.fixture
-def s3():
-    """A moto S3 server on a free local port, with one bucket; the AWS_* variables boto3 reads."""
-    pytest.importorskip("moto")
-    boto3 = pytest.importorskip("boto3")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
-           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto server did not start"
-                time.sleep(0.2)
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key="test")
-        client.create_bucket(Bucket="ckpts")
-        yield env, client
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 @pytest.mark.slow

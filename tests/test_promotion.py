@@ -18,6 +18,7 @@ from resnas.fit import fit
 from resnas.measure import analytic_cost
 from resnas.replay import ReplayFit, Row, Table
 from resnas.search import SearchConfig, run_search
+from resnas.search.ledger import Ledger
 from resnas.search.promotion import next_promotion
 from resnas.spaces import load_space
 from resnas.train import TrainConfig
@@ -140,8 +141,8 @@ def test_a_paused_trial_is_promoted_once_and_running_trials_count_at_its_rung():
     asha = MOASHA(9, 3, 1)
     paused = _trial(0, "a", [0.5], stopped_at=1, paused="/x")
     others = [_trial(i, f"b{i}", [0.1 * i, 0.2]) for i in range(1, 6)]  # weaker at epoch 1, all cost 1 MFLOP
-    assert next_promotion([paused, *others], asha, ("val_acc", "mflops")) is paused
+    assert next_promotion(Ledger(("mflops",)).update([paused, *others]), asha) is paused
     strong = [_trial(i, f"c{i}", [0.9], state=TrialState.RUNNING) for i in range(6, 12)]  # passed the rung, training
-    assert next_promotion([paused, *others, *strong], asha, ("val_acc", "mflops")) is None
+    assert next_promotion(Ledger(("mflops",)).update([paused, *others, *strong]), asha) is None
     failed_promotion = _trial(20, "a", [0.5], state=TrialState.FAIL, promoted=0)
-    assert next_promotion([paused, *others, failed_promotion], asha, ("val_acc", "mflops")) is None
+    assert next_promotion(Ledger(("mflops",)).update([paused, *others, failed_promotion]), asha) is None

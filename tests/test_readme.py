@@ -22,13 +22,15 @@ def _sample_output() -> list[str]:
 def test_sample_summary_is_what_search_prints():
     lines = _sample_output()
     numbers = re.fullmatch(r"study (\S+): (\d+) complete(?: \((\d+) resumed from a pause\))?, (\d+) stopped early, "
-                           r"(\d+) failed, (\d+) rejected, (\d+) duplicates; (\d+) epochs in (\d+)s", lines[0])
+                           r"(\d+) failed, (\d+) rejected, (\d+) duplicates; (\d+) epochs in (\d+)s"
+                           r"(?: \((\d+\.\d)% of trial time outside training\))?", lines[0])
     assert numbers, lines[0]
-    name, complete, resumed, pruned, failed, rejected, dups, epochs, seconds = numbers.groups()
+    name, complete, resumed, pruned, failed, rejected, dups, epochs, seconds, overhead = numbers.groups()
     printed = text.search_summary({"study": name, "n_complete": int(complete), "n_pruned": int(pruned),
                                    "n_resumed": int(resumed or 0),
                                    "n_failed": int(failed), "n_rejected": int(rejected), "n_duplicates": int(dups),
                                    "epochs_trained": int(epochs), "seconds": float(seconds),
+                                   "overhead_share": float(overhead) / 100 if overhead else None,
                                    "storage": lines[1].removeprefix("storage ")})
     assert printed.splitlines() == lines[:2]
     assert int(complete) + int(pruned) + int(failed) == 50  # the main job's budget

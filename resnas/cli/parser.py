@@ -139,6 +139,8 @@ def _search(sub: Any) -> argparse.ArgumentParser:
                    "CPU core (at most 8, one thread each) on the CPU, one per GPU on CUDA")
     s.add_argument("--heartbeat", type=int, default=GIVEN, help="seconds between a running trial's heartbeats; a "
                    f"trial silent for 3 is failed and retried by another worker; {_default(d, 'heartbeat')}")
+    s.add_argument("--replay", metavar="TABLE", default=GIVEN, help="replay the learning curves of a recorded table "
+                   "(.json.gz, benchmarks/record_table.py) instead of training: benchmarks of the search itself")
     add_common(s)
     add_data(s)
     add_train(s, epochs=EPOCHS)

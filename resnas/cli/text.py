@@ -22,7 +22,13 @@ def search_summary(result: dict[str, Any]) -> str:
     resumed = f" ({result['n_resumed']} resumed from a pause)" if result.get("n_resumed") else ""
     return (f"study {result['study']}: {result['n_complete']} complete{resumed}, {result['n_pruned']} stopped early, "
             f"{result['n_failed']} failed, {result['n_rejected']} rejected, {result['n_duplicates']} duplicates; "
-            f"{result['epochs_trained']} epochs in {result['seconds']:.0f}s\nstorage {result['storage']}")
+            f"{result['epochs_trained']} epochs in {result['seconds']:.0f}s{_overhead(result)}\n"
+            f"storage {result['storage']}")
+
+
+def _overhead(result: dict[str, Any]) -> str:
+    share = result.get("overhead_share")
+    return "" if share is None else f" ({share:.1%} of trial time outside training)"
 
 
 def block_table(r: dict[str, Any]) -> str:

@@ -51,6 +51,8 @@ class SearchConfig:
     prune_ratios: tuple[float, ...] = ()  # prune each fully trained model at these FLOPs cuts (and record it)
     prune_criterion: str = "norm"
     other_sizes: tuple[int, ...] = ()  # also test each fully trained gap-head model on images resized to these sides
+    replay: str | None = None  # a recorded table (replay.Table .json.gz): replay its curves instead of training, in
+    # every worker process (benchmarks of the search itself)
 
     def __post_init__(self) -> None:
         if self.budget < 1:

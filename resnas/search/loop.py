@@ -26,11 +26,13 @@ from ..errors import UserError
 from ..fit import Fit
 from ..fit import fit as default_fit
 from ..measure import Latency, analytic_cost, spec_latency
+from ..replay import ReplayFit, Table
 from ..spaces import Space, load_space
 from ..spec import describe
 from ..storage import MEMORY
 from ..train import TrainConfig, pick_device
 from .config import SearchConfig
+from .ledger import Ledger
 from .promotion import next_promotion
 from .study import create_study, storage_url
 from .summary import SearchResult, summarise, why_nothing_trained
@@ -52,12 +54,16 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
     config = replace(config.fitted_to(space), workers=config.workers or (1 if in_process else default_workers(dev)))
     if config.workers > 1 and (fit is not default_fit or latency is not spec_latency):
         raise UserError("a search with its own fit or latency runs in one process (workers=1): worker processes "
-                        "would train and time for real")
+                        "would train and time for real (a recorded table replays in every worker: --replay TABLE)")
+    fit, latency = _replayed(config, fit, latency)
     url = storage_url(config, data_config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = create_study(config, train_config, data_config, space, url, info=info)
+    if done(Ledger().update(study.get_trials(deepcopy=False)), space, config):  # nothing to do: no data, no workers
+        return summarise(study, config.objectives, url, time.perf_counter() - start)
     runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit, latency=latency)
-    study.set_user_attr(R.SPLIT_SIZES, {s: runner.data.split_size(s) for s in ("train", "val", "test")})
+    if R.SPLIT_SIZES not in study.user_attrs:
+        study.set_user_attr(R.SPLIT_SIZES, {s: runner.data.split_size(s) for s in ("train", "val", "test")})
     procs = _start_workers(config, train_config, data_config, url, dev)
     bar = _ProgressBar(config.budget, study) if progress else None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -142,19 +148,36 @@ def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: D
     space = load_space(config.space)
     config = config.fitted_to(space)
     study = create_study(config, train_config, data_config, space, url, worker)
-    runner = TrialRunner(config, train_config, data_config, space, pick_device(device))
+    fit, latency = _replayed(config, default_fit, spec_latency)
+    runner = TrialRunner(config, train_config, data_config, space, pick_device(device), fit=fit, latency=latency)
     with contextlib.suppress(KeyboardInterrupt):
         _optimize(study, runner, config, None, config.timeout)
 
 
-def exhausted(trials: list[FrozenTrial], space: Space, config: SearchConfig) -> bool:
+def _replayed(config: SearchConfig, fit: Fit, latency: Callable[..., Latency]) -> tuple[Fit, Callable[..., Latency]]:
+    """The fit and latency a worker uses: the given ones, or a replay of the config's recorded table."""
+    if not config.replay:
+        return fit, latency
+    if fit is not default_fit or latency is not spec_latency:
+        raise UserError("give a recorded table to replay (replay) or a fit of your own, not both")
+    replay = ReplayFit(Table.load(config.replay))
+    return replay, replay.latency
+
+
+def done(ledger: Ledger, space: Space, config: SearchConfig) -> bool:
+    """The search has nothing left to do: its budget is met, or its space exhausted, or it hit its trial cap
+    (duplicates and rejections do not count against the budget: 20x it, and an exhausted space still ends)."""
+    return ledger.budget()[0] >= config.budget or len(ledger.trials) >= 20 * config.budget \
+        or exhausted(ledger, space, config)
+
+
+def exhausted(ledger: Ledger, space: Space, config: SearchConfig) -> bool:
     """Every architecture of the space has trained as far as it ever will: nothing new to sample, nothing paused
     that could resume (so a search of a small space ends instead of copying duplicates up to its cap)."""
-    furthest = R.furthest(trials)
-    if len(furthest) < space.size() * max(1, len(config.seeds)):
+    if ledger.architectures() < space.size() * max(1, len(config.seeds)):
         return False
     resumable = config.early_stopping and config.paused != "drop"
-    return not resumable or not any(R.stopped_early(t) for t in furthest.values())
+    return not resumable or ledger.n_stopped == 0
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -166,25 +189,21 @@ def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
     """Run trials until the budget is met. While the last slots are being trained elsewhere, wait (failing stale
     trials, so that a dead worker's trial is retried) rather than start a trial that would be surplus."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    cap = 20 * config.budget  # duplicates and rejections do not count: an exhausted space still ends
     hiccups = 0
     while deadline is None or time.monotonic() < deadline:
         try:
             trials = study.get_trials(deepcopy=False)
+            ledger = runner.ledger.update(trials)
             if on_trial:
                 on_trial(trials)
-            counted = R.budget_trials(trials)
-            finished = sum(t.state in R.FINISHED for t in counted)
-            running = sum(t.state == TrialState.RUNNING for t in counted)
-            waiting = any(t.state == TrialState.WAITING for t in trials)
-            if finished >= config.budget or len(trials) >= cap or exhausted(trials, runner.space, config):
+            finished, running = ledger.budget()
+            if done(ledger, runner.space, config):
                 return
-            if finished + running >= config.budget and not waiting:
+            if finished + running >= config.budget and not ledger.waiting():
                 time.sleep(min(5.0, config.heartbeat))
                 fail_stale(study)
                 continue
-            if runner.asha and config.paused == "promote" and (t := next_promotion(trials, runner.asha,
-                                                                                      config.objectives)):
+            if runner.asha and config.paused == "promote" and (t := next_promotion(ledger, runner.asha)):
                 study.enqueue_trial(t.params, user_attrs={R.PROMOTED: t.number})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -192,6 +211,9 @@ def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
             hiccups = 0
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # our trial was failed as stale (we were cut off from the storage) and is retried elsewhere
+        except ValueError as e:  # Optuna's tell of a trial another process finished meanwhile (as above)
+            if not str(e).startswith("Cannot tell a"):
+                raise
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as e:
             # the database went away (a restart, a network blip): the pool reconnects on the next use; the trial
             # that was running is failed through its heartbeat and retried

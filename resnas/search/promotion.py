@@ -12,25 +12,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .. import records as R
 from ..asha import MOASHA
-from ..pareto import to_minimise
+from .ledger import Ledger
 
 
-def next_promotion(trials: list[FrozenTrial], asha: MOASHA, objectives: tuple[str, ...]) -> FrozenTrial | None:
-    """The paused trial to promote now, or None."""
-    costs = [o for o in objectives if o != R.VAL_ACC]
-    maximise = [True] + [False] * len(costs)
-    furthest = R.furthest(trials, running=True)
-    busy = {R.arch_key(t) for t in trials if t.state == TrialState.RUNNING}
+def next_promotion(ledger: Ledger, asha: MOASHA) -> FrozenTrial | None:
+    """The paused trial to promote now, or None (the ledger up to date)."""
+    running = ledger.running()
+    busy = {R.arch_key(t) for t in running}
     # each paused trial is promoted once: a promotion that failed, or found the state unreadable and paused again
     # lower down, is not retried (its architecture has newer trials, which may be promoted in their turn)
-    promoted = {t.user_attrs[R.PROMOTED] for t in trials
-                if R.PROMOTED in t.user_attrs and R.SURPLUS not in t.user_attrs}
+    promoted = ledger.promoted | {t.user_attrs[R.PROMOTED] for t in ledger.unfinished()
+                                  if R.PROMOTED in t.user_attrs and R.SURPLUS not in t.user_attrs}
     for rung in reversed(asha.rungs()):
-        pool = [t for t in furthest.values()
-                if len(t.user_attrs.get(R.CURVE, [])) >= rung and all(o in t.user_attrs for o in costs)]
-        points = [to_minimise([t.user_attrs[R.CURVE][rung - 1]] + [t.user_attrs[o] for o in costs], maximise)
-                  for t in pool]
-        for i in asha.top(points) if pool else []:
+        points, pool, order = ledger.rung(rung)
+        for i in asha.top(points, order) if pool else []:
             t = pool[i]
             if (t.state != TrialState.RUNNING and t.user_attrs.get(R.STOPPED_AT) == rung and R.PAUSED in t.user_attrs
                     and t.number not in promoted and R.arch_key(t) not in busy):

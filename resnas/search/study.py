@@ -13,7 +13,7 @@ from ..config import to_table
 from ..data import DataConfig
 from ..errors import UserError
 from ..spaces import Space
-from ..storage import open_storage
+from ..storage import open_storage, write_ahead
 from ..train import TrainConfig
 from .config import SearchConfig
 
@@ -67,6 +67,8 @@ def identity(config: SearchConfig, train_config: TrainConfig, data_config: DataC
         ident["space"]["cells"] = list(space.cells)
     if config.seeds:
         ident["seeds"] = list(config.seeds)
+    if config.replay:  # a replayed study is not a trained one
+        ident["replay"] = config.replay
     return ident
 
 
@@ -98,6 +100,7 @@ def create_study(config: SearchConfig, train_config: TrainConfig, data_config: D
                         "with the same settings, or pass --study NEW_NAME")
     elif study.metric_names is None:  # created before resnas named them: optuna-dashboard showed "Objective 0"
         name_objectives(study, config)
+    write_ahead(storage)
     return study
 
 

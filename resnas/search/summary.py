@@ -27,6 +27,7 @@ class SearchResult:
     errors: list[str] | None = None
     nothing_trained: str | None = None  # why no architecture trained, when every one was rejected or failed
     n_resumed: int = 0  # trials that went on from a paused one (promoted, or proposed again)
+    overhead_share: float | None = None  # of the trials' wall time, the share outside training (records.TIMING)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,4 +61,5 @@ def summarise(study: optuna.Study, objectives: tuple[str, ...], storage: str, se
         n_duplicates=sum(R.DUPLICATE_OF in t.user_attrs for t in trials),
         epochs_trained=sum(R.epochs_trained(t) for t in counted),
         n_resumed=sum(R.resumed_from(t) > 0 for t in counted),
-        seconds=seconds, pareto=R.pareto_trials(trials, objectives), errors=R.error_lines(counted))
+        seconds=seconds, pareto=R.pareto_trials(trials, objectives), errors=R.error_lines(counted),
+        overhead_share=R.overhead_share(trials))
