@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from resnas import records as R
 from resnas.asha import MOASHA
-from resnas.pareto import in_top, rank, top, to_minimise
+from resnas.pareto import in_top, rank, to_minimise, top
 from resnas.search.ledger import Ledger
 
 COSTS = ("mflops",)
