@@ -62,6 +62,8 @@ class Ledger:
         self.retried: set[int] = set()
         self.promoted: set[int] = set()  # paused trials already promoted
         self.n_stopped = 0  # architectures whose furthest trial stopped early
+        self.kinds: dict[str, int] = {}  # finished trials of each `records.trial_kind`
+        self.best: float | None = None  # the best validation accuracy a counting trial recorded
         self._rungs: dict[int, _Rung] = {}
 
     # ---- keeping up ------------------------------------------------------------------------------------------
@@ -86,6 +88,10 @@ class Ledger:
 
     def _finish(self, t: FrozenTrial) -> None:
         self.retried.update(t.system_attrs.get("retry_history", []))
+        kind = R.trial_kind(t)
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        if R.counts(t) and R.VAL_ACC in t.user_attrs:
+            self.best = max(self.best or 0.0, t.user_attrs[R.VAL_ACC])
         if R.PROMOTED in t.user_attrs and R.SURPLUS not in t.user_attrs:
             self.promoted.add(t.user_attrs[R.PROMOTED])
         if not R.counts(t):

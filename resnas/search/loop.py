@@ -17,7 +17,6 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 import torch
-from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from .. import records as R
@@ -185,7 +184,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
-              on_trial: Callable[[list[FrozenTrial]], None] | None, timeout: float | None = None) -> None:
+              on_trial: Callable[[Ledger], None] | None, timeout: float | None = None) -> None:
     """Run trials until the budget is met. While the last slots are being trained elsewhere, wait (failing stale
     trials, so that a dead worker's trial is retried) rather than start a trial that would be surplus."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -195,7 +194,7 @@ def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
             trials = study.get_trials(deepcopy=False)
             ledger = runner.ledger.update(trials)
             if on_trial:
-                on_trial(trials)
+                on_trial(ledger)
             finished, running = ledger.budget()
             if done(ledger, runner.space, config):
                 return
@@ -228,16 +227,12 @@ class _ProgressBar:
 
     def __init__(self, budget: int, study: optuna.Study) -> None:
         self.bar = tqdm(total=budget, desc=f"search {study.study_name}", unit="trial", dynamic_ncols=True)
-        self.update_from(study.get_trials(deepcopy=False))
 
-    def update_from(self, trials: list[FrozenTrial]) -> None:
-        counted = [t for t in R.budget_trials(trials) if t.state in R.FINISHED]
-        accs = [t.user_attrs[R.VAL_ACC] for t in counted if R.VAL_ACC in t.user_attrs]
-        self.bar.n = len(counted)
-        self.bar.set_postfix(pruned=sum(R.stopped_early(t) for t in counted),
-                             failed=sum(t.state == TrialState.FAIL for t in counted),
-                             rejected=sum(R.REJECTED in t.user_attrs for t in trials),
-                             best=f"{max(accs):.4f}" if accs else "-", refresh=False)
+    def update_from(self, ledger: Ledger) -> None:
+        self.bar.n = ledger.budget()[0]
+        self.bar.set_postfix(pruned=ledger.kinds.get("stopped early", 0), failed=ledger.kinds.get("failed", 0),
+                             rejected=ledger.kinds.get("rejected", 0),
+                             best=f"{ledger.best:.4f}" if ledger.best is not None else "-", refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
