@@ -3,6 +3,9 @@
 Small sets (digits, CIFAR, synthetic) live as whole normalised tensors on the training device and are augmented
 there in batches (random crop with zero padding, horizontal flip), so a training step does no per-sample Python
 work. ImageFolder sets stream through a DataLoader with workers.
+
+torchvision is imported inside the functions that use it: it costs more start-up time than torch itself, and only
+CIFAR and ImageFolder need it.
 """
 
 from __future__ import annotations
@@ -15,13 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Subset
-from torchvision import transforms
-from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
 from .errors import UserError
+from .splits import load_digits, stratified_split
 
 DATASETS = "digits, cifar10, cifar100, imagefolder:PATH, synthetic"
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -120,16 +120,10 @@ def augment_batch(x: torch.Tensor, augment: Augment, generator: torch.Generator)
 
 # ---- splits ---------------------------------------------------------------------------------------------
 
-def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.arange(len(labels))
-    keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=labels)
-    return np.sort(keep), np.sort(held)
-
-
 def _tensor_data(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                  num_classes: int, config: DataConfig, augment: Augment) -> TensorData:
     """uint8/float NCHW arrays -> normalised splits; statistics come from the training part only."""
-    fit, val = _stratified_split(y_train, config.val_fraction, config.split_seed)
+    fit, val = stratified_split(y_train, config.val_fraction, config.split_seed)
     xt = torch.as_tensor(x_train, dtype=torch.float32)
     mean = xt[fit].mean(dim=(0, 2, 3), keepdim=True)
     std = xt[fit].std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
@@ -142,14 +136,16 @@ def _tensor_data(name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np
 
 
 def _digits(config: DataConfig) -> TensorData:
-    digits = load_digits()
-    x = digits.images.astype(np.float32)[:, None]  # N, 1, 8, 8 with values 0..16
-    y = digits.target.astype(np.int64)
-    train, test = _stratified_split(y, 0.2, seed=0)  # the test split never moves, whatever the val seed
+    images, labels = load_digits()
+    x = images.astype(np.float32)[:, None]  # N, 1, 8, 8 with values 0..16
+    y = labels.astype(np.int64)
+    train, test = stratified_split(y, 0.2, seed=0)  # the test split never moves, whatever the val seed
     return _tensor_data("digits", x[train], y[train], x[test], y[test], 10, config, Augment(crop_padding=1))
 
 
 def _cifar(config: DataConfig, hundred: bool) -> TensorData:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
     cls, folder = (CIFAR100, "cifar-100-python") if hundred else (CIFAR10, "cifar-10-batches-py")
     name = "cifar100" if hundred else "cifar10"
     root = Path(config.data_dir or os.environ.get("RESNAS_DATA", "data")).expanduser()
@@ -219,6 +215,9 @@ class FolderData:
     ROOT/test/CLASS. Without a test folder 20% of the images are held out for test (stratified, fixed seed)."""
 
     def __init__(self, root: Path, config: DataConfig, device: torch.device | str) -> None:
+        from torchvision import transforms
+        from torchvision.datasets import ImageFolder
+
         if not root.is_dir():
             raise UserError(f"imagefolder: {root} is not a directory; expected ROOT/CLASS/image files")
         size = image_size(config)
@@ -233,11 +232,11 @@ class FolderData:
             raise UserError(f"imagefolder: cannot read {root}: {e}") from None
         targets = np.asarray(plain.targets)
         if test_set is None:
-            rest, test_idx = _stratified_split(targets, 0.2, seed=0)
+            rest, test_idx = stratified_split(targets, 0.2, seed=0)
             test_set = Subset(plain, test_idx.tolist())
         else:
             rest = np.arange(len(targets))
-        fit_pos, val_pos = _stratified_split(targets[rest], config.val_fraction, config.split_seed)
+        fit_pos, val_pos = stratified_split(targets[rest], config.val_fraction, config.split_seed)
         fit, val = rest[fit_pos], rest[val_pos]
         self.num_classes = len(plain.classes)
         # normalisation statistics from (up to 256 of) the training images only
@@ -278,6 +277,8 @@ class FolderData:
 
 def _with_transform(dataset, transform):
     """The same images as `dataset` (an ImageFolder or a Subset of one) seen through another transform."""
+    from torchvision.datasets import ImageFolder
+
     if isinstance(dataset, Subset):
         return Subset(ImageFolder(dataset.dataset.root, transform), dataset.indices)
     return ImageFolder(dataset.root, transform)

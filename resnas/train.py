@@ -16,12 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Data
-from .errors import UserError
-
-
-class TrainingFailed(RuntimeError):
-    """The run could not go on (the loss became NaN or inf, the device ran out of memory)."""
-
+from .errors import TrainingFailed, UserError
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SCHEDULES = ("cosine", "step")

@@ -1,5 +1,5 @@
-"""`resnas` command line: parse (`parser`), call the library (`commands`), print (`text`). `--json` prints one JSON
-object on stdout, nothing else.
+"""`resnas` command line: parse (`parser`), call the library (one module per command, `commands`), print (`text`).
+`--json` prints one JSON object on stdout, nothing else. Only the command being run is imported (see `commands`).
 
 User errors end in one line on stderr and exit code 2; a training failure or a full disk exits 1; Ctrl-C exits 130.
 """
@@ -10,16 +10,14 @@ import errno
 import json
 import sys
 
-from ..errors import UserError
-from ..train import TrainingFailed
-from .commands import COMMANDS
+from ..errors import TrainingFailed, UserError
 from .parser import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser(COMMANDS).parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
         out = args.func(args)
     except UserError as e:
         print(f"resnas: error: {e}", file=sys.stderr)
