@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import checkpoint, guard
+from .. import checkpoint, estimate, guard
 from ..artifacts import trial_checkpoint
 from ..data import DataConfig
 from ..errors import UserError
@@ -30,6 +30,7 @@ from . import text
 from .parser import given
 
 Record = dict[str, Any]
+LATENCY_WARMUP = 10  # measure_latency's default: passes before the timed ones
 
 
 def _arch_text(args: argparse.Namespace) -> str:
@@ -61,18 +62,29 @@ def _measured(args: argparse.Namespace) -> tuple[ArchSpec, int]:
 
 
 def measure(args: argparse.Namespace) -> Record:
+    """The analytic figures as soon as the size guard passes, then the latency, once its timing is estimated to
+    fit the bound."""
     spec, size = _measured(args)
-    guard.check(spec, batch_size=args.batch_size, input_size=size, device=pick_device(args.device), training=False,
+    device = pick_device(args.device)
+    guard.check(spec, batch_size=args.batch_size, input_size=size, device=device, training=False,
                 max_params=args.max_params)
-    model = build(spec)
-    mflops = thop_mflops(model, size, spec.in_channels)
-    lat = measure_latency(model, in_channels=spec.in_channels, input_size=size, batch_size=args.batch_size,
-                          device=pick_device(args.device), repeats=args.repeats)
-    out = {"params": count_params(model), "mflops": mflops, "analytic_mflops": analytic_cost(spec, size).mflops,
-           **lat.to_dict(), "spec": spec.to_dict()}
+    cost = analytic_cost(spec, size)
     if not args.json:
-        print(f"{describe(spec)}  input {spec.in_channels}x{size}x{size}")
-        print(f"params {out['params']:,}   MFLOPs (conv+linear MACs) {mflops:.2f}")
+        print(f"{describe(spec)}  input {spec.in_channels}x{size}x{size}", flush=True)
+        print(f"params {cost.params:,}   MFLOPs (conv+linear MACs) {cost.mflops:.2f}", flush=True)
+    out = {"params": cost.params, "mflops": cost.mflops, "analytic_mflops": cost.mflops, "latency_ms": None,
+           "latency_p90_ms": None, "device": None, "batch_size": args.batch_size, "input_size": size, "dtype": None,
+           "mode": None, "spec": spec.to_dict()}
+    if args.no_latency:
+        return out
+    if not args.time_anyway:  # the passes measure_latency runs (warm-up and repeats), and thop's one
+        estimate.check_latency(spec, input_size=size, batch_size=args.batch_size, device=device,
+                               passes=args.repeats + LATENCY_WARMUP + 1)
+    model = build(spec)
+    lat = measure_latency(model, in_channels=spec.in_channels, input_size=size, batch_size=args.batch_size,
+                          device=device, repeats=args.repeats, warmup=LATENCY_WARMUP)
+    out.update(params=count_params(model), mflops=thop_mflops(model, size, spec.in_channels), **lat.to_dict())
+    if not args.json:
         print(f"latency {lat.latency_ms:.3f} ms median, {lat.latency_p90_ms:.3f} ms p90  "
               f"(batch {lat.batch_size}, {lat.dtype}, {lat.device})")
     return out

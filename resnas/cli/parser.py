@@ -203,6 +203,11 @@ def build_parser(commands: dict[str, Any]) -> Parser:
     s.add_argument("--repeats", type=int, default=30)
     s.add_argument("--max-params", type=float, help="refuse a network with more parameters (the memory guard "
                    "always applies; RESNAS_MEMORY_LIMIT=64G declares the memory it may assume, =off lifts it)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--time-anyway", action="store_true", help="time the latency even where it is estimated to take "
+                   "over a minute")
+    g.add_argument("--no-latency", action="store_true", help="parameters and MFLOPs only, from the spec: nothing is "
+                   "built or timed")
     add_common(s)
 
     s = sub.add_parser("train", help="train one architecture and write a checkpoint")
