@@ -111,8 +111,9 @@ def python_path(path: str) -> str:
 
 def replacements(model: ResNet) -> dict[str, str]:
     """Python path -> `nn` expression of every module to swap into the constructor's network."""
+    block, layers, kw = constructor_args(model.spec)
     with torch.device("meta"):  # shapes only
-        theirs = TorchvisionResNet(*constructor_args(model.spec)[:2], **constructor_args(model.spec)[2])
+        theirs = TorchvisionResNet(block, layers, **kw)
     return {python_path(p): code(m) for p, m in swaps(model, theirs).items()}
 
 
