@@ -13,16 +13,15 @@ from typing import Any
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, to_torchvision
 from .errors import UserError
 from .files import atomic_write_bytes
-from .importer import check_out, torchvision_keys
-from .measure import analytic_cost
-from .models import ResNet, last_bn
-from .spec import ArchSpec, describe
+from .importer import check_out
+from .measure import analytic_cost, count_params
+from .models import ResNet
+from .spec import describe
 
 FORMATS = ("torchvision", "onnx", "torchscript")
-_TV_WIDTHS = (64, 128, 256, 512)
 _OTHERS = "export --format onnx or torchscript instead, which take any resnas network"
 
 
@@ -32,52 +31,20 @@ class ExportError(UserError):
 
 # ---- torchvision ----------------------------------------------------------------------------------------
 
-def torchvision_blocker(spec: ArchSpec) -> str | None:
-    """Why torchvision's `ResNet(block, layers, num_classes, width_per_group)` cannot be this network, or None."""
-    checks = [
-        (spec.stem != "imagenet", "its stem is the CIFAR 3x3 conv without max pool; torchvision's is 7x7 + max pool"),
-        (spec.stem_width != 64, f"its stem is {spec.stem_width} channels wide; torchvision's is 64"),
-        (spec.in_channels != 3, f"it takes {spec.in_channels}-channel images; torchvision's conv1 takes 3"),
-        (spec.preact, "it is pre-activation (BN-ReLU-conv); torchvision's blocks are post-activation"),
-        (spec.shortcut != "B", f"its shortcut is {spec.shortcut}; torchvision projects only where shapes change (B)"),
-        (len(spec.blocks) != 4, f"it has {len(spec.blocks)} stages; torchvision's ResNet has 4"),
-        (spec.widths != _TV_WIDTHS, f"its stage widths are {list(spec.widths)}; torchvision's are {list(_TV_WIDTHS)}"),
-        (spec.block == "basic" and spec.kernels != (3, 3),
-         f"its blocks have l = {len(spec.kernels)} convs of kernels {list(spec.kernels)}; torchvision's BasicBlock "
-         "has two 3x3"),
-        (spec.block == "basic" and spec.k != 1, f"its basic blocks are widened k = {spec.k}; torchvision widens "
-         "only bottlenecks (width_per_group)"),
-    ]
-    return next((why for bad, why in checks if bad), None)
-
-
-def torchvision_constructor(spec: ArchSpec) -> str:
-    block = "Bottleneck" if spec.block == "bottleneck" else "BasicBlock"
-    args = f"torchvision.models.resnet.{block}, {list(spec.blocks)}, num_classes={spec.num_classes}"
-    if spec.block == "bottleneck" and spec.k != 1:
-        args += f", width_per_group={64 * spec.k}"
-    return f"torchvision.models.resnet.ResNet({args})"
-
-
 @torch.no_grad()
-def torchvision_state_dict(model: ResNet) -> dict[str, torch.Tensor]:
-    """The weights under torchvision's names. A block's gate g is folded into its branch's last BatchNorm, which
-    is exact: g * (w * x_hat + b) = (g * w) * x_hat + g * b."""
-    state = model.state_dict()
-    names = torchvision_keys(model)
-    out = {names[k]: v.detach().clone().contiguous() for k, v in state.items() if k in names}
-    for s, i, blk in model.blocks():
-        if blk.gate is not None:
-            bn = last_bn(blk.branch)
-            index = next(n for n, m in blk.branch.named_children() if m is bn)
-            prefix = names[f"stages.{s}.{i}.branch.{index}.weight"].rsplit(".", 1)[0]
-            out[f"{prefix}.weight"] = bn.weight * blk.gate
-            out[f"{prefix}.bias"] = bn.bias * blk.gate
-    return out
+def _torchvision_bytes(model: ResNet, example: torch.Tensor, out: Path) -> tuple[bytes, int]:
+    """The state_dict file, once torchvision's ResNet built as the export says loads it strictly and computes what
+    `model` does; and that network's parameter count."""
+    state = to_torchvision.state_dict(model)
+    theirs = to_torchvision.rebuilt(model, state)
+    mine, got = model.eval()(example), theirs(example)
+    if not torch.allclose(got, mine, rtol=1e-4, atol=1e-4 * float(mine.abs().max())):
+        raise RuntimeError(f"torchvision's ResNet as exported differs from the network by "
+                           f"{float((got - mine).abs().max()):.3g}; please report it with the checkpoint")
+    return _state_bytes(state, out), count_params(theirs)
 
 
-def _torchvision_bytes(model: ResNet, out: Path) -> bytes:
-    state = torchvision_state_dict(model)
+def _state_bytes(state: dict[str, torch.Tensor], out: Path) -> bytes:
     if out.suffix == ".safetensors":
         from safetensors.torch import save
 
@@ -124,7 +91,8 @@ def _torchscript_bytes(model: ResNet, example: torch.Tensor) -> bytes:
 
 def export_checkpoint(path: str | Path, *, format: str, out: str | Path, opset: int | None = None) -> dict[str, Any]:
     """Write the network of checkpoint `path` to `out` in `format`; returns the record `resnas export --json`
-    prints (`format`, `out`, `params`, `mflops`; `opset` for onnx; `constructor` for torchvision)."""
+    prints (`format`, `out`, `params`, `mflops`; `opset` for onnx; for torchvision `constructor`, `replace`
+    (the modules to swap in after constructing it: Python path -> `nn` expression) and `layers`)."""
     path, out = Path(path), Path(out)
     if format not in FORMATS:
         raise ExportError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
@@ -133,7 +101,7 @@ def export_checkpoint(path: str | Path, *, format: str, out: str | Path, opset: 
     check_out(out, source=path)
     ckpt = checkpoint.load(path)
     spec, size = ckpt.spec, ckpt.input_size()
-    if format == "torchvision" and (why := torchvision_blocker(spec)):
+    if format == "torchvision" and (why := to_torchvision.blocker(spec)):
         raise ExportError(f"checkpoint {path}: torchvision's ResNet class cannot express {describe(spec)}: {why}; "
                           f"{_OTHERS}")
     model = ckpt.model("cpu")
@@ -143,10 +111,9 @@ def export_checkpoint(path: str | Path, *, format: str, out: str | Path, opset: 
                               "input_shape": ["batch", spec.in_channels, size, size]}
     example = torch.randn(2, spec.in_channels, size, size)  # batch 2: torch.export specialises a batch of 1
     if format == "torchvision":
-        data = _torchvision_bytes(model, out)
-        record["params"] -= sum(spec.blocks) if spec.gates else 0  # gates are folded into BatchNorms
-        record["constructor"] = torchvision_constructor(spec)
-        record["layers"] = list(spec.blocks)
+        data, record["params"] = _torchvision_bytes(model, example, out)  # gates are folded into BatchNorms
+        record.update(constructor=to_torchvision.constructor(spec), replace=to_torchvision.replacements(model),
+                      layers=list(spec.blocks))
     elif format == "onnx":
         data, record["opset"] = _onnx_bytes(model, example, opset, f"checkpoint {path}")
     else:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from . import checkpoint, guard
+from . import checkpoint, estimate, guard
 from .data import Data, DataConfig, load_data
 from .errors import UserError
 from .measure import Cost, analytic_cost, count_params
@@ -89,6 +89,8 @@ def train_file(arch: str, config: TrainConfig, data_config: DataConfig, *, out: 
         spec = spec.replace(gates=True)
     guard.check(spec, batch_size=config.batch_size, input_size=data.image_size, device=data.device, training=True,
                 eval_batch_size=config.eval_batch_size)
+    estimate.check_epoch(spec, input_size=data.image_size, batch_size=config.batch_size,
+                         train_images=data.split_size("train"), eval_images=data.split_size("val"), device=data.device)
     fitted = fit(spec, data, config, progress=progress)
     path = save(fitted, out, train_config=config, data_config=data_config)
     return {**fitted.metrics(), "epochs": len(fitted.result.history), "best_epoch": fitted.result.best_epoch,

@@ -34,6 +34,7 @@ from .counting import count
 from .errors import UserError
 from .measure import analytic_cost
 from .models import build
+from .models.residual import stride_position
 from .spec import ArchSpec, describe
 
 ENV_LIMIT = "RESNAS_MEMORY_LIMIT"
@@ -47,6 +48,7 @@ TRAINING_COPIES = 4  # weights, gradients, SGD momentum, and train()'s copy of t
 SHORT_STAGE = 3  # blocks a stage is simulated with: a first block, then two identical ones
 TENSORS_PER_LAYER = 6  # new tensors a pass may make per conv, BatchNorm or linear layer (see `bound`)
 INFERENCE_TENSORS = 8  # tensors of the largest layer's size that an inference pass may hold at once (see `bound`)
+SHORT_BRANCH = 3  # convolutions a branch is simulated with before its strided one, and as many after
 CGROUPS = (("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),  # v2
            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"))  # v1
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
@@ -77,7 +79,9 @@ def footprint(spec: ArchSpec, *, batch_size: int, input_size: int, training: boo
 
     A stage's blocks after its first are identical, so each further block adds the same bytes to what a training
     pass keeps for its backward, and nothing to an inference pass: the simulation runs with at most SHORT_STAGE
-    blocks a stage and adds the rest. A stage of 10^4 blocks costs the guard no more time than one of three.
+    blocks a stage and adds the rest. A stage of 10^4 blocks costs the guard no more time than one of three. The
+    same holds inside a long branch (kernels of length l): the convolutions before and after its strided one run
+    at most SHORT_BRANCH (and one more) of each, and the rest are added.
     """
     params = analytic_cost(spec, input_size).params
     activations = _activation_bytes(spec, batch_size, input_size, training)
@@ -228,6 +232,27 @@ def _refusal(spec: ArchSpec, params: int, training: bool, batch_size: int, input
 def _activation_bytes(spec: ArchSpec, batch_size: int, input_size: int, training: bool) -> int:
     if spec.family != "residual":  # a dense layer or OSA module sees more channels than the one before: no repeats
         return _simulate(spec, batch_size=batch_size, input_size=input_size, training=training)[0]
+    # A branch's convolutions between its first and its strided one, and between that and its last, map inner
+    # channels to inner channels at one resolution whatever their kernels: in each run every one adds the same
+    # bytes, so branches of at most SHORT_BRANCH of each (and one more) extrapolate exactly.
+    kernels, strided = spec.kernels, stride_position(spec.kernels)
+    before, after = max(0, strided - 1), max(0, len(kernels) - 2 - strided)
+
+    def short(b: int, a: int) -> int:
+        keep = [0, *range(1, 1 + b), *([strided] if strided else []), *range(strided + 1, strided + 1 + a),
+                *([len(kernels) - 1] if len(kernels) - 1 > strided else [])]
+        return _short_stages(spec.replace(kernels=tuple(kernels[i] for i in keep)), batch_size, input_size, training)
+
+    b0, a0 = min(before, SHORT_BRANCH), min(after, SHORT_BRANCH)
+    base = total = short(b0, a0)
+    if before > SHORT_BRANCH:
+        total += (before - SHORT_BRANCH) * (short(b0 + 1, a0) - base)
+    if after > SHORT_BRANCH:
+        total += (after - SHORT_BRANCH) * (short(b0, a0 + 1) - base)
+    return total
+
+
+def _short_stages(spec: ArchSpec, batch_size: int, input_size: int, training: bool) -> int:
     short = spec.replace(blocks=tuple(min(n, SHORT_STAGE) for n in spec.blocks))
     peak, per_block = _simulate(short, batch_size=batch_size, input_size=input_size, training=training)
     return peak + sum(max(0, n - SHORT_STAGE) * per_block[s] for s, n in enumerate(spec.blocks))

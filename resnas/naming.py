@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .spec import ArchSpec
+
+LONG_BRANCH = 8  # kernels written out one by one up to this many
 
 
 def describe(spec: ArchSpec) -> str:
@@ -24,8 +27,19 @@ def _stages(spec: ArchSpec) -> str:
     return "-".join(map(str, spec.blocks))
 
 
+def _kernels(kernels: tuple[int, ...]) -> str:
+    """'3,3' or '3,1,3'; a long branch as runs, '3x5000' (a name of thousands of digits helps no one)."""
+    if len(kernels) <= LONG_BRANCH:
+        return ",".join(map(str, kernels))
+    runs = [(k, len(list(group))) for k, group in itertools.groupby(kernels)]
+    parts = [f"{k}x{n}" if n > 1 else str(k) for k, n in runs]
+    if len(parts) <= LONG_BRANCH:
+        return ",".join(parts)
+    return ",".join([*parts[:3], "...", parts[-1]]) + f"; l={len(kernels)}"
+
+
 def _residual(spec: ArchSpec) -> str:
-    kern = "B(" + ",".join(map(str, spec.kernels)) + ")"
+    kern = f"B({_kernels(spec.kernels)})"
     uniform = len(set(spec.blocks)) == 1
     wrn_family = spec.block == "basic" and spec.preact and spec.shortcut == "B" and spec.stem == "cifar" \
         and spec.widths == (16, 32, 64) and uniform

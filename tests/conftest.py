@@ -95,7 +95,7 @@ class Postgres:
         self.run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
         self.opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
         self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", self.opts, "-w", "start")
-        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"  # the README's form: psycopg 3
 
     def run(self, tool: str, *args: str) -> None:
         cmd = [str(self.bin / tool), *args]

@@ -13,7 +13,7 @@ from resnas.errors import UserError
 from resnas.export import export_checkpoint
 from resnas.importer import import_file
 from resnas.models import build
-from resnas.presets import imagenet_resnet, resnet, wrn
+from resnas.presets import imagenet_resnet, preset, resnet, wrn
 from resnas.prune import PruneConfig, prune_checkpoint
 
 
@@ -29,9 +29,104 @@ def saved(spec, path, data_config=None):
 
 
 def load_torchvision(record) -> nn.Module:
+    """torchvision's ResNet built as the record says: the constructor, then each module swapped in as written."""
     model = eval(record["constructor"], {"torchvision": torchvision})
+    for path, module in record["replace"].items():
+        exec(f"model.{path} = {module}", {"model": model, "nn": nn})
     model.load_state_dict(torch.load(record["out"], weights_only=True), strict=True)
     return model.eval()
+
+
+def trained_grey_resnet18(steps: int = 4) -> nn.Module:
+    """The issue's model: torchvision's resnet18 with the usual MNIST-style stem for grey images, trained a few
+    steps on scikit-learn's digits by a plain PyTorch loop."""
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    model.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
+    labels = torch.tensor(digits.target)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for step in range(steps):  # the BatchNorms' running statistics move away from their initial values too
+        batch = slice(64 * step, 64 * (step + 1))
+        with torch.enable_grad():  # the test runs under no_grad
+            loss = nn.functional.cross_entropy(model(images[batch]), labels[batch])
+            opt.zero_grad()
+            loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def test_grey_resnet18_imports_prunes_and_exports_back_to_torchvision(tmp_path, capsys):
+    """The issue's round trip through the CLI: the 1-channel conv1 the user swapped in travels back out as the one
+    module to swap in after the constructor, and the rebuilt torchvision model computes what resnas's does."""
+    import json
+
+    from resnas.cli import main
+
+    theirs = trained_grey_resnet18()
+    torch.save(theirs.state_dict(), tmp_path / "r18.pth")
+
+    def run(*argv):
+        assert main([*map(str, argv), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    imported = run("import", tmp_path / "r18.pth", "--dataset", "digits", "--out", tmp_path / "r18.pt")
+    assert imported["spec"]["in_channels"] == 1 and imported["layers"] == [2, 2, 2, 2]
+    pruned = run("prune", tmp_path / "r18.pt", "--target-ratio", "0.2", "--random-draws", "0", "--out",
+                 tmp_path / "p.pt")
+    layers = pruned["spec"]["blocks"]
+    assert sum(layers) < 8
+    record = run("export", tmp_path / "p.pt", "--format", "torchvision", "--out", tmp_path / "p.pth")
+    assert record["constructor"] == ("torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, "
+                                     f"{layers}, num_classes=10)")
+    assert record["replace"] == {"conv1": "nn.Conv2d(1, 64, 7, 2, 3, bias=False)"}
+    tv = load_torchvision(record)
+    assert record["params"] == sum(p.numel() for p in tv.parameters())
+    images = x(5, channels=1, size=8)
+    torch.testing.assert_close(tv(images), checkpoint.load(tmp_path / "p.pt").model()(images))
+    # the text form: one line of Python makes the model, the next loads the file
+    assert main(["export", str(tmp_path / "p.pt"), "--format", "torchvision", "--out", str(tmp_path / "q.pth")]) == 0
+    made, loads = capsys.readouterr().out.splitlines()[1:]
+    assert made.startswith("load it with: model = torchvision.models.resnet.ResNet(") and \
+        made.endswith("; model.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)")
+    scope = {"torch": torch, "torchvision": torchvision, "nn": nn}
+    exec(made.removeprefix("load it with: ") + "\n" + loads.split("#")[0].strip(), scope)
+    torch.testing.assert_close(scope["model"].eval()(images), tv(images))
+
+
+# Networks torchvision's ResNet holds once modules are swapped in (what an import of a user's changed model sees)
+SWAPPED = {
+    "cifar-stem": (imagenet_resnet("resnet18").replace(stem="cifar"), 16, ["conv1", "maxpool"]),
+    "narrow-stem": (imagenet_resnet("resnet18").replace(stem_width=32), 64,
+                    ["conv1", "bn1", "layer1[0].conv1", "layer1[0].downsample"]),
+    "shortcut-C": (imagenet_resnet("resnet18").replace(shortcut="C", blocks=(2, 1, 1, 1)), 64,
+                   ["layer1[0].downsample", "layer1[1].downsample"]),
+    "flatten-head": (imagenet_resnet("resnet18").replace(head="flatten", input_size=64), 64, ["avgpool", "fc"]),
+    "bottleneck-grey-stem": (imagenet_resnet("resnet50", num_classes=3).replace(in_channels=1, stem_width=32), 64,
+                             ["conv1", "bn1", "layer1[0].conv1", "layer1[0].downsample"]),
+    "bottleneck-wide-stem": (imagenet_resnet("resnet50", num_classes=3).replace(stem_width=256), 64,
+                             ["conv1", "bn1", "layer1[0].conv1", "layer1[0].downsample"]),
+}
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("case", list(SWAPPED))
+def test_networks_torchvision_holds_with_swapped_modules_round_trip(case, tmp_path):
+    spec, size, paths = SWAPPED[case]
+    spec = spec.replace(blocks=spec.blocks if case == "shortcut-C" else (1, 1, 1, 1))
+    torch.manual_seed(0)
+    ours = randomise(build(spec))
+    checkpoint.save(checkpoint.from_model(ours, metrics={"input_size": size}), tmp_path / "m.pt")
+    record = export_checkpoint(tmp_path / "m.pt", format="torchvision", out=tmp_path / "m.pth")
+    assert list(record["replace"]) == paths
+    tv = load_torchvision(record)
+    images = x(2, channels=spec.in_channels, size=size)
+    torch.testing.assert_close(tv(images), ours(images))
+    assert record["params"] == sum(p.numel() for p in tv.parameters())
 
 
 @torch.no_grad()
@@ -132,12 +227,16 @@ def test_torchscript_loads_with_the_same_outputs(tmp_path, spec, recwarn):
 # ---- bad input: one line, nothing written -------------------------------------------------------------------
 
 UNEXPORTABLE = {
-    "cifar-stem": (wrn(10, 1), "its stem is the CIFAR 3x3 conv without max pool"),
-    "shortcut-A": (imagenet_resnet("resnet18").replace(shortcut="A"), "its shortcut is A; torchvision projects only"),
+    "wrn": (wrn(10, 1), "it is pre-activation (BN-ReLU-conv)"),
+    "shortcut-A": (imagenet_resnet("resnet18").replace(shortcut="A"), "its shortcut is A (zero-padding"),
+    "plain": (imagenet_resnet("resnet18").replace(shortcut="none"), "it has no shortcuts"),
     "pre-activation": (imagenet_resnet("resnet18").replace(preact=True), "it is pre-activation"),
     "l=3": (imagenet_resnet("resnet18").replace(kernels=(3, 3, 3)), "its blocks have l = 3 convs"),
-    "one-channel": (imagenet_resnet("resnet18").replace(in_channels=1), "it takes 1-channel images"),
+    "kernels": (imagenet_resnet("resnet18").replace(kernels=(3, 5)), "its blocks' kernels are [3, 5]"),
     "widened-basic": (imagenet_resnet("resnet18").replace(k=2), "its basic blocks are widened k = 2"),
+    "three-stages": (imagenet_resnet("resnet18").replace(blocks=(1, 1, 1), widths=(64, 128, 256)), "it has 3 stages"),
+    "widths": (imagenet_resnet("resnet18").replace(widths=(32, 64, 128, 256)), "its stage widths are [32, 64"),
+    "densenet": (preset("densenet121"), "it is a dense network, not a ResNet"),
 }
 
 

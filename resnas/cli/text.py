@@ -74,6 +74,8 @@ def export_line(r: dict[str, Any]) -> str:
     line += f", opset {r['opset']}, dynamic batch)" if "opset" in r else ")"
     if "constructor" in r:
         load = "safetensors.torch.load_file" if r["out"].endswith(".safetensors") else "torch.load"
-        line += (f"\nload it with: model = {r['constructor']}\n"
-                 f"              model.load_state_dict({load}({r['out']!r}), strict=True)")
+        swaps = "".join(f"; model.{path} = {module}" for path, module in r["replace"].items())
+        line += (f"\nload it with: model = {r['constructor']}{swaps}\n"
+                 f"              model.load_state_dict({load}({r['out']!r}), strict=True)"
+                 + ("   # from torch import nn" if swaps else ""))
     return line

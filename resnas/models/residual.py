@@ -58,7 +58,7 @@ class ResNet(Network):
         return [(s, i, blk) for s, stage in enumerate(self.stages) for i, blk in enumerate(stage)]
 
 
-def _stride_position(kernels: tuple[int, ...]) -> int:
+def stride_position(kernels: tuple[int, ...]) -> int:
     """Index of the conv that carries a block's stride: the first with a spatial kernel (V1.5 rule)."""
     return next((i for i, kern in enumerate(kernels) if kern > 1), 0)
 
@@ -66,7 +66,7 @@ def _stride_position(kernels: tuple[int, ...]) -> int:
 def _branch(spec: ArchSpec, cin: int, inner: int, cout: int, stride: int) -> nn.Sequential:
     kernels = spec.kernels
     chans = [cin] + [inner] * (len(kernels) - 1) + [cout]
-    strided = _stride_position(kernels)
+    strided = stride_position(kernels)
     layers: list[nn.Module] = []
     for i, kern in enumerate(kernels):
         c_in, c_out, s = chans[i], chans[i + 1], stride if i == strided else 1

@@ -4,7 +4,6 @@ study; a worker that dies is noticed through heartbeats and its trial retried.""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import multiprocessing as mp
 import os
 import signal
@@ -20,16 +19,16 @@ import torch
 from tqdm import tqdm
 
 from .. import records as R
-from ..data import Data, DataConfig
+from ..data import DataConfig
 from ..errors import UserError
 from ..fit import Fit
 from ..fit import fit as default_fit
-from ..measure import Latency, analytic_cost, spec_latency
+from ..measure import Latency, spec_latency
 from ..replay import ReplayFit, Table
 from ..spaces import Space, load_space
-from ..spec import describe
 from ..storage import MEMORY
 from ..train import TrainConfig, pick_device
+from .cheapest import cheapest
 from .config import SearchConfig
 from .ledger import Ledger
 from .promotion import next_promotion
@@ -86,23 +85,6 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
     result.nothing_trained = why_nothing_trained(result, study.get_trials(deepcopy=False),
                                                  lambda: cheapest(space, runner.data, config))
     return result
-
-
-def cheapest(space: Space, data: Data, config: SearchConfig) -> str:
-    """The space's cheapest architecture and its costs beside the limits, from the specs alone (nothing built)."""
-    costs = []
-    for params in itertools.product(*space.grid().values()):
-        trial = optuna.trial.FixedTrial(dict(zip(space.grid(), params, strict=True)))
-        spec = space.sample(trial, in_channels=data.in_channels, num_classes=data.num_classes)
-        costs.append((analytic_cost(spec, data.image_size), spec))
-    (mflops_min, best_m), (params_min, best_p) = (min(costs, key=lambda c: c[0].mflops),
-                                                 min(costs, key=lambda c: c[0].params))
-    limits = ", ".join(f"{n} {v:g}" for n, v in (("--max-mflops", config.max_mflops),
-                                                  ("--max-params", config.max_params),
-                                                  ("--max-latency-ms", config.max_latency_ms)) if v)
-    return (f"the cheapest in space {space.name} is {describe(best_m)} at {mflops_min.mflops:.4g} MFLOPs"
-            + (f" ({describe(best_p)} has the fewest parameters, {params_min.params:,})" if best_p != best_m else
-               f" and {params_min.params:,} parameters") + f"; limits: {limits}")
 
 
 def cores() -> int:

@@ -19,7 +19,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from .. import guard, paused
+from .. import estimate, guard, paused
 from .. import records as R
 from ..artifacts import CACHE, upload
 from ..asha import MOASHA
@@ -122,6 +122,9 @@ class TrialRunner:
             try:  # a network the device cannot hold is infeasible, like one over a limit: never built, never trained
                 guard.check(spec, batch_size=train_config.batch_size, input_size=self.data.image_size,
                             device=self.device, training=True, eval_batch_size=train_config.eval_batch_size)
+                estimate.check_epoch(spec, input_size=self.data.image_size, batch_size=train_config.batch_size,
+                                     train_images=self.data.split_size("train"),
+                                     eval_images=self.data.split_size("val"), device=self.device)
             except UserError as e:
                 return self._reject(trial, attrs, [*violation[:3], 1.0], clock, why=str(e))
             lat = self.latency(spec, input_size=self.data.image_size, batch_size=c.latency_batch_size,
