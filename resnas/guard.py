@@ -7,18 +7,16 @@ its backward) holds at once. That peak is not a formula per block family: the ne
 (shapes, no memory) and one pass runs under a dispatch mode that adds up each tensor storage when an operator makes
 it and takes it off when it is freed, which is what eager PyTorch holds.
 
-`check` compares that, with the allocator's slack, against the memory free on the device less a margin, and raises
-a one-line `UserError` when it does not fit. The simulation costs 0.1-0.4 s (meta kernels run as Python
-decompositions), more than a search trial stopped after one epoch trains on digits, so `check` first tries `bound`,
-an upper bound from the spec alone (microseconds): when even that fits, the network fits, and nothing is simulated.
-Only a network near or over the limit is simulated, so every decision is the simulation's.
-
-`RESNAS_MEMORY_LIMIT` declares the memory the guard may assume instead (a number of bytes, or 512M, 64G, 1.5T:
-binary units) or turns the memory check off (`off`).
+`check` compares that, with the allocator's slack, against the memory free on the device less a margin (or what
+`RESNAS_MEMORY_LIMIT` declares: bytes, 512M, 64G, 1.5T, or `off`), and raises a one-line `UserError` when it does
+not fit. The simulation costs 0.1-0.4 s (meta kernels are Python decompositions), more than a one-epoch search
+trial trains on digits, so `check` first tries `bound`, an upper bound from the spec alone: where even that fits,
+nothing is simulated, and every decision is still the simulation's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -94,14 +92,10 @@ def footprint(spec: ArchSpec, *, batch_size: int, input_size: int, training: boo
 
 def bound(spec: ArchSpec, *, batch_size: int, input_size: int, training: bool,
           eval_batch_size: int | None = None) -> Footprint:
-    """An upper bound on `footprint`, from the spec alone. No tensor of a pass is larger than the largest a layer
-    reads or writes (`counting`: no layer upsamples), and a pass makes at most TENSORS_PER_LAYER new tensors per
-    layer (its output, a BatchNorm's, an activation's, dropout's mask and output, a block's sum or concatenation);
-    a training pass holds at most all of them for its backward, which makes at most two more per tensor (gradients).
-    Without autograd a tensor lives only while the block that made it runs: the block's input, its branch's
-    intermediates and shortcut, or the features a dense or OSA block concatenates (at most their concatenation's
-    size), so an inference pass holds at most INFERENCE_TENSORS of the largest at once.
-    tests/test_guard_bound.py checks it against the simulation for every family and shipped space."""
+    """An upper bound on `footprint`, from the spec alone: no tensor is larger than the largest a layer reads or
+    writes (`counting`), a pass makes at most TENSORS_PER_LAYER tensors a layer, training holds them all and adds two
+    gradients each, and without autograd a block holds at most INFERENCE_TENSORS at once (its input, intermediates,
+    shortcut or concatenated features). tests/test_guard_bound.py checks it against the simulation."""
     tally = count(spec, input_size)
     tensors = TENSORS_PER_LAYER * tally.layers + TENSORS_PER_LAYER
 
@@ -118,9 +112,8 @@ def bound(spec: ArchSpec, *, batch_size: int, input_size: int, training: bool,
 
 def check(spec: ArchSpec, *, batch_size: int, input_size: int, device: torch.device | str, training: bool,
           eval_batch_size: int | None = None, max_params: float | None = None) -> Footprint:
-    """The footprint of `spec` (see `footprint`; where its upper `bound` already fits, that bound, marked
-    `exact=False`), or a one-line `UserError` when it has more than `max_params` parameters or does not fit in the
-    memory limit (see `memory_limit`)."""
+    """The footprint of `spec` (or its `bound`, where that fits), or a one-line `UserError` when it has more than
+    `max_params` parameters or does not fit in the memory limit (see `memory_limit`)."""
     params = analytic_cost(spec, input_size).params
     if max_params is not None and params > max_params:
         raise UserError(f"{describe(spec)} has {params:,} parameters, over max-params {max_params:,.0f}")
@@ -174,12 +167,9 @@ def available_bytes(device: torch.device | str) -> int:
 
 
 def _meminfo_available() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError, StopIteration):
+        return next(int(line.split()[1]) * 1024 for line in Path("/proc/meminfo").read_text().splitlines()
+                    if line.startswith("MemAvailable:"))
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 

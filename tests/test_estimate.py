@@ -9,7 +9,8 @@ import pytest
 
 from resnas import estimate, fit, guard
 from resnas import records as R
-from resnas.cli import commands, main
+from resnas.cli import main
+from resnas.cli.commands import measure as commands
 from resnas.data import DataConfig, load_data
 from resnas.measure import analytic_cost
 from resnas.presets import preset
