@@ -5,6 +5,7 @@ over many sampler seeds, the cost counted in two currencies: training epochs, an
     python benchmarks/search_replay.py resnas --set paused=drop    # resnas 0.1 (a stopped trial stays stopped)
     python benchmarks/search_replay.py optuna-nsga2 --seeds 10     # a peer; `--list` names them all
     python benchmarks/search_replay.py all --markdown              # every method: the tables in benchmarks/README.md
+    python benchmarks/search_replay.py peers > peers.jsonl         # every method but resnas, as JSON lines
     python benchmarks/search_replay.py --render a.jsonl b.jsonl    # the markdown tables of rows printed before
 
 resnas methods run the real search (`run_search`) with a `ReplayFit`: only training is replayed. Peers run plain
@@ -245,7 +246,8 @@ def _value(text: str):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("method", nargs="?", default="resnas", help="a method (see --list) or all")
+    p.add_argument("method", nargs="*", default=["resnas"],
+                   help="methods (see --list), all, or peers (every method but resnas)")
     p.add_argument("--table", default=str(HERE / "tables" / "wrn-seed1.json.gz"))
     p.add_argument("--seeds", type=int, default=10, help="sampler seeds 0..N-1")
     p.add_argument("--max-epochs", type=int, default=max(BUDGETS))
@@ -272,7 +274,8 @@ def main() -> None:
     if args.population:
         study.POPULATION = args.population
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
-    names = list(methods()) if args.method == "all" else [args.method]
+    every = list(methods())
+    names = [n for m in args.method for n in ({"all": every, "peers": every[1:]}.get(m) or [m])]
     if any(n.startswith("resnas") for n in names):
         warm(table)
     rows = []
