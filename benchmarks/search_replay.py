@@ -24,6 +24,7 @@ limit, and each currency's budgets are read off the same run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -41,7 +42,7 @@ from optuna.trial import TrialState
 from resnas import guard
 from resnas import records as R
 from resnas.data import DataConfig
-from resnas.pareto import hypervolume_2d
+from resnas.pareto import hypervolume_2d, pareto_front
 from resnas.replay import ReplayFit, Row, Table
 from resnas.search import SearchConfig, run_search, study
 from resnas.spaces import load_space
@@ -115,6 +116,19 @@ def reach(traj: list[tuple[float, float]], target: float, limit: float = math.in
     """The cost at which `target` was first reached; inf if not within `limit`."""
     cost = next((e for e, f in traj if f >= target - 1e-12), math.inf)
     return cost if cost <= limit + 1e-12 else math.inf
+
+
+def oracle(table: Table, target: float, currency: str = "epochs") -> float:
+    """The least a search can pay to reach `target`: train to the end only architectures of the true front, the
+    cheapest set of them whose hypervolume reaches it (seconds as a fraction of the enumeration's)."""
+    front = [table.rows[i] for i in pareto_front([(-r.val_acc, r.mflops) for r in table.rows])]
+    best, costs = hv(table.true_front_points()), []
+    for n in range(1, len(front) + 1):
+        for chosen in itertools.combinations(front, n):
+            if hv([(r.val_acc, r.mflops) for r in chosen]) >= target * best - 1e-12:
+                costs.append(n * table.epochs if currency == "epochs"
+                             else sum(r.seconds for r in chosen) / enumeration_seconds(table))
+    return min(costs)
 
 
 # ---- resnas: the real search, training replayed ----------------------------------------------------------------
@@ -258,6 +272,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="searches side by side (forked processes)")
     p.add_argument("--population", type=int, help="resnas only: NSGA-II's generation size (default: resnas's, 10)")
     p.add_argument("--list", action="store_true")
+    p.add_argument("--oracle", action="store_true", help="the oracle's cost to reach each target, per currency")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="resnas only: a SearchConfig field, e.g. --set paused=drop --set eta=4")
     args = p.parse_args()
@@ -271,6 +286,9 @@ def main() -> None:
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     table = Table.load(args.table)
+    if args.oracle:
+        print(json.dumps({c: {f: oracle(table, f, c) for f in TARGETS} for c in CURRENCIES}))
+        return
     if args.population:
         study.POPULATION = args.population
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}

@@ -83,3 +83,17 @@ def test_a_budget_past_the_run_is_left_blank_not_carried(harness, table, tmp_pat
     assert epochs_row.startswith("| optuna-random | ") and epochs_row.count("—") == 2
     assert seconds_row.count("—") == 3  # @5%, @12% and the worst seed at 5%
     assert "cost in seconds" in replay_markdown.markdown([back], "t")
+
+
+def test_the_oracle_trains_only_the_cheapest_sufficient_part_of_the_true_front(harness, table):
+    from resnas.pareto import pareto_front
+
+    front = [table.rows[i] for i in pareto_front([(-r.val_acc, r.mflops) for r in table.rows])]
+    points = {(r.val_acc, r.mflops) for r in front}  # two architectures can score alike: one of them is enough
+    assert harness.oracle(table, 1.0) == table.epochs * len(points)  # every other point of the front adds area
+    total = harness.enumeration_seconds(table)
+    cheapest = [min((r for r in front if (r.val_acc, r.mflops) == p), key=lambda r: r.seconds) for p in points]
+    assert harness.oracle(table, 1.0, "seconds") == pytest.approx(sum(r.seconds for r in cheapest) / total)
+    costs = [harness.oracle(table, f) for f in (0.5, *harness.TARGETS, 1.0)]
+    assert costs == sorted(costs) and all(c % table.epochs == 0 for c in costs)
+    assert harness.oracle(table, 0.99, "seconds") < harness.oracle(table, 1.0, "seconds")
