@@ -34,6 +34,7 @@ def child(args: argparse.Namespace) -> None:
     from resnas.data import DataConfig
     from resnas.replay import ReplayFit, Table
     from resnas.search import SearchConfig, run_search
+    from resnas.storage import open_study
     from resnas.train import TrainConfig
 
     table = Table.load(args.table)
@@ -55,7 +56,6 @@ def child(args: argparse.Namespace) -> None:
         result = run_search(config, TrainConfig(epochs=table.epochs, seed=table.seed), DataConfig(**table.data),
                             device="cpu", fit=timed_fit, latency=replay.latency)
         wall = time.perf_counter() - start
-        from resnas.storage import open_study
         trials = open_study(result.study, out_dir=out, storage=storage).get_trials(deepcopy=False)
     ends = sorted(t.datetime_complete.timestamp() for t in trials if t.datetime_complete)
     print(json.dumps({"wall": wall, "fit": sum(s for _, s in fits), "n_trials": len(trials),

@@ -18,7 +18,6 @@ against one worker (fraction of the table's true front, in val_acc x log10 MFLOP
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
@@ -27,23 +26,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))  # the throw-away PostgreSQL server the tests use
+sys.path.insert(0, str(HERE))
 
+import sqlalchemy  # noqa: E402
+from conftest import Postgres  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
+from search_replay import at, hv  # noqa: E402
 
 from resnas import records as R  # noqa: E402
 from resnas.data import DataConfig  # noqa: E402
-from resnas.pareto import hypervolume_2d  # noqa: E402
 from resnas.replay import Table  # noqa: E402
 from resnas.search import SearchConfig, run_search  # noqa: E402
 from resnas.storage import open_study  # noqa: E402
 from resnas.train import TrainConfig  # noqa: E402
 
 TABLE = HERE / "runs" / "free-synthetic.json.gz"
-REFERENCE = (0.5, math.log10(1000.0))
-
-
-def hv(points: list[tuple[float, float]]) -> float:
-    return hypervolume_2d([(-a, math.log10(m)) for a, m in points], (-REFERENCE[0], REFERENCE[1]))
 
 
 def trajectory(trials, table: Table) -> list[tuple[int, float]]:
@@ -55,10 +52,6 @@ def trajectory(trials, table: Table) -> list[tuple[int, float]]:
             found.append((t.user_attrs[R.VAL_ACC], t.user_attrs[R.MFLOPS]))
         out.append((epochs, hv(found) / best))
     return out
-
-
-def at(traj: list[tuple[int, float]], epochs: int) -> float:
-    return max((f for e, f in traj if e <= epochs), default=0.0)
 
 
 def one_run(table_path: Path, url: str | None, workers: int, trials: int, out: str) -> dict:
@@ -96,7 +89,6 @@ def main() -> None:
     if not args.table.is_file():
         args.table.parent.mkdir(parents=True, exist_ok=True)
         Table.synthetic("free").save(args.table)
-    table = Table.load(args.table)
     edges = sorted({0, 100, *range(0, args.trials + 1, max(100, args.trials // 5)), args.trials})
     print(f"free space (synthetic table), budget {args.trials}; ms per trial (all workers) by trial number")
     print("| storage | workers | " + " | ".join(f"{a + 1}-{b}" for a, b in zip(edges, edges[1:], strict=False))
@@ -104,7 +96,6 @@ def main() -> None:
     for storage in args.storage.split(","):
         server = None
         if storage == "postgresql":
-            from conftest import Postgres  # noqa: PLC0415 - only when asked: it starts a server
             server = Postgres()
         try:
             runs = []
@@ -125,12 +116,9 @@ def main() -> None:
         finally:
             if server is not None:
                 server.stop()
-    del table
 
 
 def _fresh_database(server, name: str) -> str:
-    import sqlalchemy  # noqa: PLC0415
-
     engine = sqlalchemy.create_engine(server.url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))

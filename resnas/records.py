@@ -69,8 +69,13 @@ def counts(t: FrozenTrial) -> bool:
 def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The trials that count against the budget: new architectures, less failed attempts that were retried
     (a trial whose worker died is failed through heartbeats and re-run as a copy; only the copy counts)."""
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    return [t for t in trials if counts(t) and not (t.state == TrialState.FAIL and t.number in retried)]
+    done_again = retried(trials)
+    return [t for t in trials if counts(t) and not (t.state == TrialState.FAIL and t.number in done_again)]
+
+
+def retried(trials: list[FrozenTrial]) -> set[int]:
+    """Trials whose worker died and that another trial re-ran (Optuna's `retry_history`)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
 
 
 def stopped_early(t: FrozenTrial) -> bool:
@@ -124,26 +129,34 @@ def furthest(trials: list[FrozenTrial], *, running: bool = False) -> dict[tuple[
     for t in trials:
         if t.state in states and counts(t) and SPEC in t.user_attrs:
             k = arch_key(t)
-            if k not in out or len(t.user_attrs.get(CURVE, [])) > len(out[k].user_attrs.get(CURVE, [])):
+            if further(t, out.get(k)):
                 out[k] = t
     return out
+
+
+def further(t: FrozenTrial, than: FrozenTrial | None) -> bool:
+    """Does `t` stand for its architecture instead of `than`: trained further, or as far and earlier?"""
+    if than is None:
+        return True
+    a, b = len(t.user_attrs.get(CURVE, [])), len(than.user_attrs.get(CURVE, []))
+    return a > b or (a == b and t.number < than.number)
 
 
 def retrained(trials: list[FrozenTrial]) -> dict[tuple[str, str], list[int]]:
     """Architectures that more than one trial trained from the first epoch (a trial that went on from a pause, or
     that re-ran one whose worker died, is no retraining): what the search's duplicate handling must prevent."""
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    again = retried(trials)
     starts: dict[tuple[str, str], list[int]] = {}
     for t in trials:
-        if counts(t) and SPEC in t.user_attrs and epochs_trained(t) and not resumed_from(t) and t.number not in retried:
+        if counts(t) and SPEC in t.user_attrs and epochs_trained(t) and not resumed_from(t) and t.number not in again:
             starts.setdefault(arch_key(t), []).append(t.number)
     return {k: v for k, v in starts.items() if len(v) > 1}
 
 
 def lost(trials: list[FrozenTrial]) -> list[int]:
     """Trials that neither finished nor were retried: failed without a retry, or left running or waiting."""
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    return [t.number for t in trials if t.number not in retried and (t.state == TrialState.FAIL and ERROR not in
+    again = retried(trials)
+    return [t.number for t in trials if t.number not in again and (t.state == TrialState.FAIL and ERROR not in
                                                                      t.user_attrs or not t.state.is_finished())]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import warnings
 from collections.abc import Iterator
@@ -57,7 +58,7 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.BaseStorage:
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    """Synced at checkpoints rather than at every commit, in write-ahead logging (`write_ahead`): a trial
+    """Synced at checkpoints rather than at every commit, in write-ahead logging (`prepare`): a trial
     writes its records in a dozen transactions, and with SQLite's default rollback journal each one waited for an
     fsync (11 ms apiece on this project's machine, half a search's own time). A WAL database survives a killed
     process intact; a power cut may lose the last transactions before a checkpoint, never the database
@@ -68,11 +69,19 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def write_ahead(storage: optuna.storages.BaseStorage) -> None:
-    """Put a SQLite study in write-ahead-log mode (kept in the file, for every process that opens it), once a search
-    is about to write to it: a study that is only read, or refused, is left byte for byte as it was."""
+def prepare(storage: optuna.storages.BaseStorage) -> None:
+    """Ready a study's database for a search, once it is about to write to it (a study only read, or refused, is
+    left byte for byte as it was): the claims table (`claim`), and for SQLite write-ahead-log mode, kept in the file
+    for every process that opens it."""
     backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, _Storage) and backend.engine.name == "sqlite":
+    if not isinstance(backend, _Storage):
+        return
+    # Not under _one_initialiser's file lock: closing another descriptor of an open SQLite file drops the locks
+    # SQLite holds on it (POSIX), which corrupts it. SQLite's BEGIN IMMEDIATE serialises the creation instead.
+    with _advisory_lock(backend.url) if backend.engine.name == "postgresql" else contextlib.nullcontext(), \
+            backend.engine.begin() as conn:
+        _CLAIMS.create(conn, checkfirst=True)
+    if backend.engine.name == "sqlite":
         raw = backend.engine.raw_connection()  # outside a transaction, which SQLite requires of this pragma
         try:
             with contextlib.suppress(Exception):  # a read-only folder cannot hold the -wal file; another process
@@ -107,6 +116,30 @@ def set_attrs(trial: optuna.Trial, attrs: dict[str, Any], constraints: dict[str,
 
 
 _UPSERTS = {"sqlite": sqlalchemy.dialects.sqlite.insert, "postgresql": sqlalchemy.dialects.postgresql.insert}
+# Which trial trains each architecture from its first epoch: a row per (study, architecture), inserted once, so that
+# two workers that sampled it at the same moment cannot both start it (each reads the study before the other wrote).
+_CLAIMS = sqlalchemy.Table("resnas_claims", sqlalchemy.MetaData(),
+                           sqlalchemy.Column("study_id", sqlalchemy.Integer, primary_key=True),
+                           sqlalchemy.Column("key", sqlalchemy.String(64), primary_key=True),
+                           sqlalchemy.Column("trial", sqlalchemy.Integer, nullable=False))
+
+
+def claim(trial: optuna.Trial, key: str, *, instead_of: int | None = None) -> int:
+    """The number of the trial that holds `key` (an architecture) in the study: the first to claim it, or this one
+    where it takes over from `instead_of` (a holder that failed or never trained). On storages without the table
+    (in memory: one process), every trial holds its own claims."""
+    backend = getattr(trial.storage, "_backend", None)
+    if not isinstance(backend, _Storage) or backend.engine.name not in _UPSERTS:
+        return trial.number
+    study_id, digest = trial.study._study_id, hashlib.sha256(key.encode()).hexdigest()
+    where = (_CLAIMS.c.study_id == study_id) & (_CLAIMS.c.key == digest)
+    with backend.engine.begin() as conn:
+        if instead_of is None:
+            conn.execute(_UPSERTS[backend.engine.name](_CLAIMS).values(study_id=study_id, key=digest,
+                                                                        trial=trial.number).on_conflict_do_nothing())
+        else:
+            conn.execute(_CLAIMS.update().where(where & (_CLAIMS.c.trial == instead_of)).values(trial=trial.number))
+        return conn.execute(sqlalchemy.select(_CLAIMS.c.trial).where(where)).scalar_one()
 
 
 class _Storage(optuna.storages.RDBStorage):

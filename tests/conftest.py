@@ -16,6 +16,8 @@ import pytest
 from resnas.data import DataConfig, load_data
 from resnas.search import loop
 
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
 # A 2-stage space of tiny nets (12 architectures) for real searches that take seconds.
 TINY_SPACE = """
 description = "tiny test space"
@@ -34,6 +36,17 @@ def one_core(monkeypatch):
     """In-process searches run as on a one-core machine (one worker) unless a test names its workers: their trial
     order, and so what they assert, is then the same on every machine."""
     monkeypatch.setattr(loop, "cores", lambda: 1)
+
+
+@pytest.fixture(scope="session")
+def harness():
+    """benchmarks/search_replay.py, loaded by path (benchmarks/ is no package); its neighbours import once loaded."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_replay", BENCHMARKS / "search_replay.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """The NePS peers of the replay benchmark (benchmarks/search_peers_neps.py): how a NePS search is charged. Needs
 neural-pipeline-search (benchmarks/requirements-neps.txt, a venv of its own), so it is skipped without it."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,14 +9,6 @@ from resnas.replay import Table
 
 neps = pytest.importorskip("neps")
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def harness():
-    spec = importlib.util.spec_from_file_location("search_replay", BENCHMARKS / "search_replay.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The recorded tables of the wrn space (benchmarks/tables, made by benchmarks/record_table.py) and searches replayed
 on them: nothing is trained or enumerated here."""
 
-import importlib.util
 import itertools
 import math
 from pathlib import Path
@@ -14,18 +13,6 @@ from resnas.replay import Table
 from resnas.spaces import load_space
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-
-
-def _harness():
-    spec = importlib.util.spec_from_file_location("search_replay", BENCHMARKS / "search_replay.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def harness():
-    return _harness()
 
 
 @pytest.fixture(scope="module", params=[0, 1])

@@ -2,7 +2,6 @@
 architecture's recorded seconds per epoch, budgets are fractions of what enumerating the table cost, and a search
 runs until it has spent both its epoch and its seconds limit."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -12,14 +11,6 @@ import pytest
 from resnas.replay import Table
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def harness():
-    spec = importlib.util.spec_from_file_location("search_replay", BENCHMARKS / "search_replay.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

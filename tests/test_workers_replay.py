@@ -5,6 +5,7 @@ the first epoch twice (promotions resume, duplicates copy), the budget met exact
 import pytest
 
 from resnas import records as R
+from resnas.cli import main
 from resnas.data import DataConfig
 from resnas.replay import Table
 from resnas.search import SearchConfig, run_search
@@ -28,3 +29,14 @@ def test_four_workers_replaying_lose_nothing_and_train_nothing_twice(tmp_path, t
     assert R.lost(trials) == [] and R.retrained(trials) == {}
     assert len([t for t in R.budget_trials(trials) if t.state in R.FINISHED]) == 60
     assert result.n_resumed > 0 and result.n_failed == 0  # promotions happened, across workers
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--space", "resnet"], "records space wrn over 9 epochs; this search is of space resnet over 9"),
+    (["--space", "wrn", "--epochs", "3"], "this search is of space wrn over 3"),
+])
+def test_a_table_of_another_search_is_refused_before_anything_is_written(tmp_path, capsys, table, argv, words):
+    code = main(["search", *argv, "--budget", "2", "--replay", str(table), "--out-dir", str(tmp_path / "studies")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+    assert not (tmp_path / "studies").exists()

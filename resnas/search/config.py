@@ -9,7 +9,7 @@ from pathlib import Path
 from ..artifacts import NONE, check_url, default_url
 from ..errors import UserError
 from ..importance import criterion
-from ..records import DEFAULT_OBJECTIVES, OBJECTIVES
+from ..records import DEFAULT_OBJECTIVES, OBJECTIVES, VAL_ACC
 from ..spaces import Space
 from ..storage import MEMORY
 
@@ -109,6 +109,11 @@ class SearchConfig:
         if self.artifacts == NONE:
             return None
         return self.artifacts or default_url(self.study_dir(dataset))
+
+    @property
+    def costs(self) -> tuple[str, ...]:
+        """The objectives besides accuracy: what a rung point holds after it."""
+        return tuple(o for o in self.objectives if o != VAL_ACC)
 
     def constrained(self) -> bool:
         return any((self.max_mflops, self.max_params, self.max_latency_ms))

@@ -29,14 +29,6 @@ def _at(trials: list[FrozenTrial], number: int) -> FrozenTrial:
     return next(t for t in trials if t.number == number)
 
 
-def _better(t: FrozenTrial, than: FrozenTrial | None) -> bool:
-    """Does `t` stand for its architecture instead of `than` (trained further; the earliest of equals)?"""
-    if than is None:
-        return True
-    a, b = len(t.user_attrs.get(R.CURVE, [])), len(than.user_attrs.get(R.CURVE, []))
-    return a > b or (a == b and t.number < than.number)
-
-
 @dataclass
 class _Rung:
     """The finished architectures that reached one rung: their points (to minimise) and who stands for each."""
@@ -87,7 +79,7 @@ class Ledger:
         return self
 
     def _finish(self, t: FrozenTrial) -> None:
-        self.retried.update(t.system_attrs.get("retry_history", []))
+        self.retried |= R.retried([t])
         kind = R.trial_kind(t)
         self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if R.counts(t) and R.VAL_ACC in t.user_attrs:
@@ -107,7 +99,7 @@ class Ledger:
             if (row := r.rows.get(k)) is not None:
                 r.order[row] = self.first[k]
         old = self.done.get(k)
-        if not _better(t, old):
+        if not R.further(t, old):
             return
         self.n_stopped += R.stopped_early(t) - (old is not None and R.stopped_early(old))
         self.done[k] = t
@@ -118,7 +110,7 @@ class Ledger:
 
     def budget(self, *, excluding: int | None = None) -> tuple[int, int]:
         """(finished, running) trials that count against the budget (`records.budget_trials`)."""
-        retried = self.retried.union(*(t.system_attrs.get("retry_history", []) for t in self._live.values()))
+        retried = self.retried | R.retried(list(self._live.values()))
         finished = self.finished - len(self._failed & retried)
         running = sum(t.state == TrialState.RUNNING and R.counts(t) and t.number != excluding
                       for t in self._live.values())
@@ -130,6 +122,10 @@ class Ledger:
     def running(self) -> list[FrozenTrial]:
         return [t for t in self._live.values() if t.state == TrialState.RUNNING]
 
+    def trial(self, number: int) -> FrozenTrial | None:
+        """Trial `number` as last seen (None: not yet seen)."""
+        return _at(self.trials, number) if number < len(self.trials) else None
+
     def unfinished(self) -> list[FrozenTrial]:
         """Running and waiting (enqueued) trials."""
         return list(self._live.values())
@@ -138,7 +134,7 @@ class Ledger:
         """`records.furthest(trials, running=...)[key]`."""
         best = self.done.get(key)
         for t in self.running() if running else []:
-            if R.counts(t) and R.SPEC in t.user_attrs and R.arch_key(t) == key and _better(t, best):
+            if R.counts(t) and R.SPEC in t.user_attrs and R.arch_key(t) == key and R.further(t, best):
                 best = t
         return best
 
@@ -163,7 +159,7 @@ class Ledger:
         for t in self.running():
             if R.counts(t) and R.SPEC in t.user_attrs:
                 k = R.arch_key(t)
-                if _better(t, ahead.get(k, self.done.get(k))):
+                if R.further(t, ahead.get(k, self.done.get(k))):
                     ahead[k] = t
                 if t.number < earliest.get(k, self.first.get(k, t.number + 1)):
                     earliest[k] = t.number

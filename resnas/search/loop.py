@@ -53,13 +53,14 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
     if config.workers > 1 and (fit is not default_fit or latency is not spec_latency):
         raise UserError("a search with its own fit or latency runs in one process (workers=1): worker processes "
                         "would train and time for real (a recorded table replays in every worker: --replay TABLE)")
-    fit, latency = _replayed(config, fit, latency)
+    fit, latency = _replayed(config, space, train_config.epochs, fit, latency)
     url = storage_url(config, data_config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = create_study(config, train_config, data_config, space, url, info=info)
-    if done(Ledger().update(study.get_trials(deepcopy=False)), space, config):  # nothing to do: no data, no workers
+    ledger = Ledger(config.costs).update(study.get_trials(deepcopy=False))
+    if done(ledger, space, config):  # nothing to do: no data, no workers
         return summarise(study, config.objectives, url, time.perf_counter() - start)
-    runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit, latency=latency)
+    runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit, latency=latency, ledger=ledger)
     if R.SPLIT_SIZES not in study.user_attrs:
         study.set_user_attr(R.SPLIT_SIZES, {s: runner.data.split_size(s) for s in ("train", "val", "test")})
     procs = _start_workers(config, train_config, data_config, url, dev)
@@ -129,19 +130,25 @@ def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: D
     space = load_space(config.space)
     config = config.fitted_to(space)
     study = create_study(config, train_config, data_config, space, url, worker)
-    fit, latency = _replayed(config, default_fit, spec_latency)
+    fit, latency = _replayed(config, space, train_config.epochs, default_fit, spec_latency)
     runner = TrialRunner(config, train_config, data_config, space, pick_device(device), fit=fit, latency=latency)
     with contextlib.suppress(KeyboardInterrupt):
         _optimize(study, runner, config, None, config.timeout)
 
 
-def _replayed(config: SearchConfig, fit: Fit, latency: Callable[..., Latency]) -> tuple[Fit, Callable[..., Latency]]:
-    """The fit and latency a worker uses: the given ones, or a replay of the config's recorded table."""
+def _replayed(config: SearchConfig, space: Space, epochs: int, fit: Fit,
+              latency: Callable[..., Latency]) -> tuple[Fit, Callable[..., Latency]]:
+    """The fit and latency a worker uses: the given ones, or a replay of the config's recorded table (checked
+    against the search before any trial asks it for an architecture it does not hold)."""
     if not config.replay:
         return fit, latency
     if fit is not default_fit or latency is not spec_latency:
         raise UserError("give a recorded table to replay (replay) or a fit of your own, not both")
-    replay = ReplayFit(Table.load(config.replay))
+    table = Table.load(config.replay)
+    if (table.space, table.epochs) != (space.name, epochs):
+        raise UserError(f"table {config.replay} records space {table.space} over {table.epochs} epochs; this search "
+                        f"is of space {space.name} over {epochs}: replay a table of the same space and --epochs")
+    replay = ReplayFit(table)
     return replay, replay.latency
 
 
@@ -192,9 +199,6 @@ def _optimize(study: optuna.Study, runner: TrialRunner, config: SearchConfig,
             hiccups = 0
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # our trial was failed as stale (we were cut off from the storage) and is retried elsewhere
-        except ValueError as e:  # Optuna's tell of a trial another process finished meanwhile (as above)
-            if not str(e).startswith("Cannot tell a"):
-                raise
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as e:
             # the database went away (a restart, a network blip): the pool reconnects on the next use; the trial
             # that was running is failed through its heartbeat and retried

@@ -13,7 +13,7 @@ from ..config import to_table
 from ..data import DataConfig
 from ..errors import UserError
 from ..spaces import Space
-from ..storage import open_storage, write_ahead
+from ..storage import open_storage, prepare
 from ..train import TrainConfig
 from .config import SearchConfig
 
@@ -100,7 +100,7 @@ def create_study(config: SearchConfig, train_config: TrainConfig, data_config: D
                         "with the same settings, or pass --study NEW_NAME")
     elif study.metric_names is None:  # created before resnas named them: optuna-dashboard showed "Objective 0"
         name_objectives(study, config)
-    write_ahead(storage)
+    prepare(storage)
     return study
 
 

@@ -32,7 +32,7 @@ from ..prune import prune_curve
 from ..resize import accuracy_at_size
 from ..spaces import Space
 from ..spec import ArchSpec, describe
-from ..storage import set_attrs
+from ..storage import claim, set_attrs
 from ..train import EpochRecord, TrainConfig, TrainState
 from .config import SearchConfig
 from .ledger import Ledger
@@ -52,7 +52,7 @@ class TrialRunner:
 
     def __init__(self, config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
                  device: torch.device, *, fit: Fit = fit, latency: Callable[..., Latency] = spec_latency,
-                 data: Data | None = None) -> None:
+                 data: Data | None = None, ledger: Ledger | None = None) -> None:
         self.config, self.train_config, self.data_config, self.space = config, train_config, data_config, space
         self.device, self.fit, self.latency = device, fit, latency
         self.data = data if data is not None else load_data(data_config, device)
@@ -62,7 +62,7 @@ class TrialRunner:
         self.paused_dir = self.ckpt_dir.parent / "paused"
         self.paused_cache = self.ckpt_dir.parent / CACHE
         self.artifacts = config.artifact_store(data_config.dataset)
-        self.ledger = Ledger(tuple(o for o in config.objectives if o != R.VAL_ACC))
+        self.ledger = ledger if ledger is not None else Ledger(config.costs)
 
     def __call__(self, trial: optuna.Trial) -> Values:
         try:
@@ -84,7 +84,8 @@ class TrialRunner:
     def _run(self, trial: optuna.Trial) -> Values:
         clock = _Clock()
         c = self.config
-        finished, running = self.ledger.budget(excluding=trial.number)  # as the loop saw it, just before this trial
+        ledger = self.ledger.update(trial.study.get_trials(deepcopy=False))  # other workers may have started more
+        finished, running = ledger.budget(excluding=trial.number)
         if finished + running >= c.budget:  # other workers have taken the last slots meanwhile
             trial.set_user_attr(R.SURPLUS, True)
             raise optuna.TrialPruned("budget already reached")
@@ -106,8 +107,9 @@ class TrialRunner:
         if prior is not None:
             promoted = trial.user_attrs.get(R.PROMOTED)
             if not (self.asha and c.paused != "drop" and R.PAUSED in prior.user_attrs) or \
-                    (promoted is not None and promoted != prior.number):  # another worker promoted it first
-                return self._copy(trial, prior, clock)
+                    (promoted is not None and promoted != prior.number) or \
+                    claim(trial, json.dumps([attrs[R.SPEC], training, prior.number])) != trial.number:
+                return self._copy(trial, prior, clock)  # not paused, or another trial resumes it (promoted first)
             # a paused architecture proposed again (by the sampler, or by ASHA's promotion) goes on where it stopped;
             # where its state can be neither read here nor fetched from the artifact store, it trains from the start
             resume, why = paused.load(prior, self.paused_cache)
@@ -195,7 +197,15 @@ class TrialRunner:
             # same moment would otherwise each wait for the other, forever (both alive, so neither goes stale).
             if not any(t.number < trial.number and R.counts(t) and R.SPEC in t.user_attrs and R.arch_key(t) == me
                        for t in ledger.running()):
-                return ledger.done.get(me)  # a failed attempt is worth another try (a crashed worker, say)
+                if (done := ledger.done.get(me)) is not None:
+                    return done
+                holder = claim(trial, json.dumps(me))  # nothing to go on from: train it, unless another trial is
+                if holder == trial.number:
+                    return None
+                held = ledger.trial(holder)
+                if held is not None and held.state.is_finished() and claim(  # a failed attempt (a crashed worker,
+                        trial, json.dumps(me), instead_of=holder) == trial.number:  # a rejection) is worth a retry
+                    return None
             time.sleep(1.0)  # another worker is training it right now: wait for its result
             fail_stale(study)  # ... unless that worker has died
 
@@ -214,7 +224,7 @@ class TrialRunner:
              resume: TrainState | None) -> Fitted:
         curve: list[float] = [r.val_acc for r in resume.history] if resume else []
         me = (attrs[R.SPEC], json.dumps(attrs[R.TRAINING], sort_keys=True))
-        costs = [o for o in self.config.objectives if o != R.VAL_ACC]
+        costs = self.config.costs
 
         def on_epoch(record: EpochRecord) -> bool:
             curve.append(record.val_acc)
