@@ -13,7 +13,7 @@ from ..records import DEFAULT_OBJECTIVES, OBJECTIVES
 from ..spaces import Space
 from ..storage import MEMORY
 
-SAMPLERS = ("nsga2", "tpe", "random", "grid")
+SAMPLERS = ("auto", "ehvi", "nsga2", "tpe", "random", "grid")  # auto: ehvi where it applies (see uses_ehvi)
 PRUNERS = ("sha", "hyperband", "median", "none")
 MODES = ("pareto", "scalar")
 PAUSED = ("promote", "revisit", "drop")  # what becomes of a trial MO-ASHA stopped (see search.promotion)
@@ -30,7 +30,7 @@ class SearchConfig:
     artifacts: str | None = None  # checkpoint artifact store: a folder, s3://BUCKET or "none"; default out_dir/study
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     mode: str = "pareto"  # "pareto": multi-objective; "scalar": MnasNet reward acc * (mflops / target) ** w
-    sampler: str = "nsga2"  # "grid": every architecture of the space (times `seeds`), in random order
+    sampler: str = "auto"  # "grid": every architecture of the space (times `seeds`), in random order
     seed: int = 0
     seeds: tuple[int, ...] = ()  # training seeds: each architecture is trained once per seed (repeats)
     early_stopping: bool = True
@@ -65,6 +65,10 @@ class SearchConfig:
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.storage and self.storage.startswith(MEMORY) and self.workers not in (None, 1):
             raise UserError(f"storage {self.storage} lives in this process: it takes one worker, not {self.workers}")
+        if self.sampler == "ehvi" and not self.ehvi_applies():
+            raise UserError("sampler ehvi needs pareto mode and two objectives, val_acc and mflops or params (costs "
+                            f"known before training); got {self.mode} mode, {','.join(self.objectives)}; use "
+                            "--sampler nsga2")
         if self.paused not in PAUSED:
             raise UserError(f"paused must be one of {', '.join(PAUSED)}, got {self.paused!r}")
         if self.pruner not in PRUNERS:
@@ -107,6 +111,16 @@ class SearchConfig:
         if self.artifacts == NONE:
             return None
         return self.artifacts or default_url(self.study_dir(dataset))
+
+    def ehvi_applies(self) -> bool:
+        """Whether the EHVI sampler can run this search: it scores candidates by a cost it knows before training."""
+        return self.mode == "pareto" and len(self.objectives) == 2 and self.cost_objective() in ("mflops", "params")
+
+    def cost_objective(self) -> str:
+        return next((o for o in self.objectives if o != "val_acc"), "")
+
+    def uses_ehvi(self) -> bool:
+        return self.sampler == "ehvi" or (self.sampler == "auto" and self.ehvi_applies())
 
     def constrained(self) -> bool:
         return any((self.max_mflops, self.max_params, self.max_latency_ms))

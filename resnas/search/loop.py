@@ -31,6 +31,7 @@ from ..spec import describe
 from ..storage import MEMORY
 from ..train import TrainConfig, pick_device
 from .config import SearchConfig
+from .ehvi import Shape
 from .promotion import next_promotion
 from .study import create_study, storage_url
 from .summary import SearchResult, summarise, why_nothing_trained
@@ -55,8 +56,8 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
                         "would train and time for real")
     url = storage_url(config, data_config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = create_study(config, train_config, data_config, space, url, info=info)
     runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit, latency=latency)
+    study = create_study(config, train_config, data_config, space, url, info=info, shape=Shape.of(runner.data))
     study.set_user_attr(R.SPLIT_SIZES, {s: runner.data.split_size(s) for s in ("train", "val", "test")})
     procs = _start_workers(config, train_config, data_config, url, dev)
     bar = _ProgressBar(config.budget, study) if progress else None
@@ -141,8 +142,8 @@ def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: D
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(config.space)
     config = config.fitted_to(space)
-    study = create_study(config, train_config, data_config, space, url, worker)
     runner = TrialRunner(config, train_config, data_config, space, pick_device(device))
+    study = create_study(config, train_config, data_config, space, url, worker, shape=Shape.of(runner.data))
     with contextlib.suppress(KeyboardInterrupt):
         _optimize(study, runner, config, None, config.timeout)
 
