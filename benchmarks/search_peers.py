@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from syne_tune.backend.trial_status import Trial
@@ -68,8 +68,8 @@ from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidel
 
 from resnas.replay import Row, Table
 
-Point = tuple[float, float]  # (val_acc, mflops) of a fully trained architecture
-Event = tuple[int, Point | None]  # (epochs spent so far, what the evaluation just ended added)
+if TYPE_CHECKING:
+    from search_replay import Event, Meter, Point
 
 METRICS = ["val_error", "mflops"]  # both minimised
 TIME_ATTR = "epoch"
@@ -148,13 +148,14 @@ def _next_run(scheduler: TrialScheduler, runs: dict[int, _Run], rows: dict[str, 
     return run
 
 
-def _train(scheduler: TrialScheduler, run: _Run, epochs: int, spent: int, max_epochs: int) -> Event:
-    """Replays `run` epoch by epoch until the scheduler stops or pauses it, it completes, or the budget ends.
-    Like the Tuner: a trial stopped or paused (MOASHA's STOP at max_t included) gets on_trial_remove, one that
-    completes while told to continue gets on_trial_complete."""
-    while spent < max_epochs:
+def _train(scheduler: TrialScheduler, run: _Run, epochs: int, meter: Meter) -> Point | None:
+    """Replays `run` epoch by epoch, each charged to the meter, until the scheduler stops or pauses it, it completes,
+    or the meter is spent. Like the Tuner: a trial stopped or paused (MOASHA's STOP at max_t included) gets
+    on_trial_remove, one that completes while told to continue gets on_trial_complete. Returns the point a
+    completed trial adds."""
+    while not meter.spent:
         run.epoch += 1
-        spent += 1
+        meter.charge(run.row)
         result = {TIME_ATTR: run.epoch, "val_error": 1.0 - run.row.curve[run.epoch - 1], "mflops": run.row.mflops}
         decision = scheduler.on_trial_result(run.trial, result)
         finished = run.epoch == epochs
@@ -164,42 +165,41 @@ def _train(scheduler: TrialScheduler, run: _Run, epochs: int, spent: int, max_ep
             scheduler.on_trial_complete(run.trial, result)
         else:
             scheduler.on_trial_remove(run.trial)
-        return spent, (run.row.val_acc, run.row.mflops) if finished else None
-    return spent, None  # the budget ended inside this trial
+        return (run.row.val_acc, run.row.mflops) if finished else None
+    return None  # the budget ended inside this trial
 
 
-def replay(scheduler: TrialScheduler, table: Table, seed: int, max_epochs: int) -> list[Event]:
-    """One Event per trial evaluation that ended; stops at max_epochs or when the scheduler suggests nothing."""
-    rows, runs, events, spent = rows_by_config(table), {}, [], 0
+def replay(scheduler: TrialScheduler, table: Table, seed: int, meter: Meter) -> list[Event]:
+    """One Event per trial evaluation that ended; stops when the meter is spent or the scheduler suggests nothing."""
+    rows, runs = rows_by_config(table), {}
     with _numpy_seed(seed):
-        while spent < max_epochs and (run := _next_run(scheduler, runs, rows)) is not None:
-            spent, point = _train(scheduler, run, table.epochs, spent, max_epochs)
-            events.append((spent, point))
-    return events
+        while not meter.spent and (run := _next_run(scheduler, runs, rows)) is not None:
+            meter.record(_train(scheduler, run, table.epochs, meter))
+    return meter.events
 
 
 # ---- the peers -----------------------------------------------------------------------------------------------
 
-def moasha_events(table: Table, seed: int, max_epochs: int, fixed: bool = False) -> list[Event]:
+def moasha_events(table: Table, seed: int, meter: Meter, fixed: bool = False) -> list[Event]:
     scheduler = MOASHA(config_space(table), metrics=METRICS, do_minimize=True, time_attr=TIME_ATTR,
                        multiobjective_priority=RankPriority() if fixed else None, max_t=table.epochs,
                        grace_period=1, reduction_factor=3, random_seed=seed)
-    return replay(scheduler, table, seed, max_epochs)
+    return replay(scheduler, table, seed, meter)
 
 
-def morea_events(table: Table, seed: int, max_epochs: int, population: int = POPULATION,
+def morea_events(table: Table, seed: int, meter: Meter, population: int = POPULATION,
                  sample: int = SAMPLE) -> list[Event]:
     space = config_space(table)
     searcher = MultiObjectiveRegularizedEvolution(space, population_size=population, sample_size=sample,
                                                   random_seed=seed)
     scheduler = SingleFidelityScheduler(space, metrics=METRICS, do_minimize=True, searcher=searcher,
                                         random_seed=seed)
-    return replay(scheduler, table, seed, max_epochs)
+    return replay(scheduler, table, seed, meter)
 
 
-PEERS: dict[str, Callable[[Table, int, int], list[Event]]] = {
+PEERS: dict[str, Callable[[Table, int, Meter], list[Event]]] = {
     "synetune-moasha": moasha_events,
-    "synetune-moasha-fixed": lambda table, seed, max_epochs: moasha_events(table, seed, max_epochs, fixed=True),
+    "synetune-moasha-fixed": lambda table, seed, meter: moasha_events(table, seed, meter, fixed=True),
     "synetune-morea": morea_events,
-    "synetune-morea-defaults": lambda table, seed, max_epochs: morea_events(table, seed, max_epochs, 100, 10),
+    "synetune-morea-defaults": lambda table, seed, meter: morea_events(table, seed, meter, 100, 10),
 }

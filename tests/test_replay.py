@@ -55,9 +55,9 @@ def test_the_two_training_seeds_are_different_runs_of_the_same_architectures():
 def test_hypervolume_fractions_are_bounded_by_the_true_front(table, harness):
     points = table.true_front_points()
     assert harness.hv(points) > 0
-    assert harness.trajectory([(9, p) for p in points], table)[-1][1] == pytest.approx(1.0)
+    assert harness.trajectory([(9, 0.0, p) for p in points], table)[-1][1] == pytest.approx(1.0)
     worst = min(points)
-    assert harness.trajectory([(9, worst)], table)[-1][1] < 0.5
+    assert harness.trajectory([(9, 0.0, worst)], table)[-1][1] < 0.5
 
 
 def test_the_default_search_replayed_on_the_held_out_table(harness):
