@@ -25,6 +25,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
 
 from .. import records as R
 from ..data import Data
@@ -36,6 +37,7 @@ from . import surrogate as S
 MAX_POOL = 20_000  # candidates scored per proposal; a larger space is represented by a random subset of this size
 REFERENCE_ACC = 0.5  # the front's hypervolume is counted from this accuracy (and from 10x the dearest cost)
 ANALYTIC = (R.MFLOPS, R.PARAMS)  # cost objectives known before training
+SLOW_STARTERS = 0.05  # the chance that a paused curve belongs to a slow starter (see Planner.scores)
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,8 @@ class Planner:
     """The sampler's decisions, apart from Optuna: scores every pool candidate from the evidence."""
 
     def __init__(self, pool: Pool, epochs: int, resume: bool = True, time_exponent: float = 0.0,
-                 overhead: float = 3.0, reference_factor: float = 10.0) -> None:
-        self.pool, self.epochs, self.resume = pool, epochs, resume
+                 overhead: float = 3.0, reference_factor: float = 10.0, slow: float = SLOW_STARTERS) -> None:
+        self.pool, self.epochs, self.resume, self.slow = pool, epochs, resume, slow
         self.time_exponent, self.reference = time_exponent, math.log10(reference_factor)
         work = pool.mflops + overhead * pool.mflops.min() if len(pool.keys) else pool.mflops
         self.epoch_cost = (work / np.median(work)) ** time_exponent if len(pool.keys) else work
@@ -172,6 +174,15 @@ class Planner:
         front += [(1 - math.exp(post.mean[i]), pool.cost[i]) for i in ev.running]  # believed, not yet known
         reference = (REFERENCE_ACC, float(pool.cost.max()) + self.reference)
         gain = S.expected_improvement(post, pool.cost, front, reference)
+        if ev.partial and self.slow < 1.0:
+            # A paused curve may be a slow starter's, which says nothing of its end but that the end is at least
+            # as good as the best epoch so far: with probability `slow`, its improvement is the features' alone.
+            part = np.array(sorted(ev.partial), dtype=int)
+            bound = S.log_error(np.array([max(ev.partial[i]) for i in part]))
+            unread = S.at_least(self.posterior(ev, curves=False), part, bound)
+            mixed = S.expected_improvement(S.Posterior(unread.mean[part], unread.sd[part]), pool.cost[part], front,
+                                           reference)
+            gain[part] = (1 - self.slow) * gain[part] + self.slow * mixed
         score = gain / (np.maximum(remaining, 1.0) * self.epoch_cost)
         dead = set(ev.full) | ev.running | ev.blocked
         if not self.resume:
@@ -181,16 +192,18 @@ class Planner:
         score[list(dead)] = -np.inf
         return score
 
-    def posterior(self, ev: Evidence) -> S.Posterior:
+    def posterior(self, ev: Evidence, curves: bool = True) -> S.Posterior:
+        """The surrogate's belief about every candidate's final log error, from the fully trained ones and (with
+        `curves`, once enough full curves say how networks go on) the paused ones' curves."""
         pool = self.pool
-        curves = S.CurveModel.from_curves([c for _, c in ev.full.values() if len(c) == self.epochs])
+        model = S.CurveModel.from_curves([c for _, c in ev.full.values() if len(c) == self.epochs])
         obs = [(i, float(S.log_error(acc)), 0.0) for i, (acc, _) in ev.full.items()]
-        if curves is not None:
-            obs += [(i, *curves.estimate(c)) for i, c in ev.partial.items()]
+        if model is not None and curves:
+            obs += [(i, *model.estimate(c)) for i, c in ev.partial.items()]
         idx = np.array([i for i, _, _ in obs], dtype=int)
         y = np.array([z for _, z, _ in obs])
         extra = np.array([v for _, _, v in obs])
-        if len(y) >= 3 and len(y) >= 1.25 * self._fitted_on:  # refit as the evidence grows by a quarter
+        if curves and len(y) >= 3 and len(y) >= 1.25 * self._fitted_on:  # refit as the evidence grows by a quarter
             start = self.hyper if self._fitted_on else S.Hyper.default(len(self.hyper.log_weights), float(y.mean()))
             self.hyper, self._fitted_on = S.fit(pool.features.take(idx), y, extra, start), len(y)
         own = np.full(len(pool.keys), -1)
@@ -229,7 +242,8 @@ class EHVISampler(BaseSampler):
             return
         planner = self.planner
         index = {k: i for i, k in enumerate(planner.pool.keys)}
-        i = planner.propose(evidence(study.get_trials(deepcopy=False), index, trial.number), self._rng)
+        with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only contend (and with training)
+            i = planner.propose(evidence(study.get_trials(deepcopy=False), index, trial.number), self._rng)
         if i is not None:
             self._chosen[trial.number] = dict(planner.pool.params[i])
 

@@ -19,6 +19,7 @@ from scipy.special import ndtr
 
 ERROR_FLOOR = 1e-3  # a validation error of 0 (every image right) is read as this, so its log stays finite
 MIN_FULL_FOR_CURVES = 4  # fully trained curves needed before partial curves are read as evidence of the final
+GAP_FLOOR = 0.05  # the least spread assumed in what a network gains after an epoch (log error)
 
 
 def log_error(acc: np.ndarray | float) -> np.ndarray:
@@ -136,35 +137,41 @@ def predict(obs: Features, y: np.ndarray, extra: np.ndarray, own: np.ndarray, ca
 
 @dataclass(frozen=True)
 class CurveModel:
-    """Final log error from the best log error seen by epoch e, a least-squares line per epoch fitted on fully
-    trained curves: intercept[e-1] + slope[e-1] * seen, with residual variance var[e-1]."""
-    intercept: np.ndarray
-    slope: np.ndarray
+    """How much a network still gains after epoch e: the final log error is the best log error seen by epoch e plus
+    a gap (<= 0: the final accuracy is the best epoch's) whose mean and variance per epoch come from fully trained
+    curves. Early gaps vary widely, so an early epoch says little and a late one much, without fitting a slope
+    that a handful of curves could not pin down."""
+    gap: np.ndarray
     var: np.ndarray
 
     @classmethod
     def from_curves(cls, curves: list[list[float]]) -> CurveModel | None:
         """None while fewer than MIN_FULL_FOR_CURVES fully trained curves are known (partial curves then count for
-        nothing: their relation to the final accuracy is not known yet)."""
+        nothing: how far networks still climb is not known yet)."""
         if len(curves) < MIN_FULL_FOR_CURVES:
             return None
         z = log_error(np.maximum.accumulate(np.asarray(curves, dtype=float), axis=1))
-        final, n = z[:, -1], len(curves)
-        out = []
-        for e in range(z.shape[1]):
-            x = z[:, e]
-            slope = 0.0 if np.ptp(x) < 1e-12 else float(np.cov(x, final, bias=True)[0, 1] / np.var(x))
-            intercept = float(final.mean() - slope * x.mean())
-            resid = final - intercept - slope * x
-            out.append((intercept, slope, float(resid @ resid / max(1, n - 2)) + 1e-6))
-        a, b, v = (np.array(col) for col in zip(*out, strict=True))
-        return cls(a, b, v)
+        gaps, n = z[:, -1:] - z, len(curves)
+        var = np.maximum(gaps.var(axis=0, ddof=1), GAP_FLOOR ** 2) * (1 + 1 / n)  # the mean's own uncertainty
+        return cls(gaps.mean(axis=0), var)
 
     def estimate(self, curve: list[float]) -> tuple[float, float]:
         """(estimated final log error, its variance) of a curve cut at epoch len(curve)."""
         e = len(curve) - 1
-        seen = float(log_error(max(curve)))
-        return float(self.intercept[e] + self.slope[e] * seen), float(self.var[e])
+        return float(log_error(max(curve)) + self.gap[e]), float(self.var[e])
+
+
+def at_least(post: Posterior, idx: np.ndarray, bound: np.ndarray) -> Posterior:
+    """The posterior given that candidates `idx` already reached log error `bound` (a network's final accuracy is
+    its best epoch's, so it is at least as good as any epoch seen): each Gaussian truncated above at its bound."""
+    mean, sd = post.mean.copy(), post.sd.copy()
+    m, s = mean[idx], sd[idx]
+    a = (bound - m) / s
+    cdf = np.clip(ndtr(a), 1e-300, None)
+    lam = np.exp(-0.5 * a ** 2) / math.sqrt(2 * math.pi) / cdf
+    mean[idx] = m - s * lam
+    sd[idx] = s * np.sqrt(np.clip(1 - a * lam - lam ** 2, 1e-6, None))
+    return Posterior(mean, sd)
 
 
 def expected_improvement(post: Posterior, cost: np.ndarray, front: list[tuple[float, float]],
