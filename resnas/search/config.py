@@ -17,6 +17,7 @@ SAMPLERS = ("auto", "ehvi", "nsga2", "tpe", "random", "grid")  # auto: ehvi wher
 PRUNERS = ("sha", "hyperband", "median", "none")
 MODES = ("pareto", "scalar")
 PAUSED = ("promote", "revisit", "drop")  # what becomes of a trial MO-ASHA stopped (see search.promotion)
+ANALYTIC_COSTS = ("mflops", "params")  # cost objectives known from the spec before training (the EHVI sampler's)
 EPOCHS = 9  # a search trial's maximum epochs unless told otherwise (TrainConfig's own default is for one model)
 
 
@@ -30,7 +31,8 @@ class SearchConfig:
     artifacts: str | None = None  # checkpoint artifact store: a folder, s3://BUCKET or "none"; default out_dir/study
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     mode: str = "pareto"  # "pareto": multi-objective; "scalar": MnasNet reward acc * (mflops / target) ** w
-    sampler: str = "auto"  # "grid": every architecture of the space (times `seeds`), in random order
+    sampler: str = "auto"  # auto: "ehvi" (search.ehvi) for val_acc against mflops or params, else "nsga2"; "grid":
+    # every architecture of the space (times `seeds`), in random order
     seed: int = 0
     seeds: tuple[int, ...] = ()  # training seeds: each architecture is trained once per seed (repeats)
     early_stopping: bool = True
@@ -114,7 +116,7 @@ class SearchConfig:
 
     def ehvi_applies(self) -> bool:
         """Whether the EHVI sampler can run this search: it scores candidates by a cost it knows before training."""
-        return self.mode == "pareto" and len(self.objectives) == 2 and self.cost_objective() in ("mflops", "params")
+        return self.mode == "pareto" and len(self.objectives) == 2 and self.cost_objective() in ANALYTIC_COSTS
 
     def cost_objective(self) -> str:
         return next((o for o in self.objectives if o != "val_acc"), "")

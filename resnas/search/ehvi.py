@@ -36,7 +36,6 @@ from . import surrogate as S
 
 MAX_POOL = 20_000  # candidates scored per proposal; a larger space is represented by a random subset of this size
 REFERENCE_ACC = 0.5  # the front's hypervolume is counted from this accuracy (and from 10x the dearest cost)
-ANALYTIC = (R.MFLOPS, R.PARAMS)  # cost objectives known before training
 SLOW_STARTERS = 0.05  # the chance that a paused curve belongs to a slow starter (see Planner.scores)
 
 
@@ -57,7 +56,6 @@ class Pool:
     keys: list[tuple[str, str]]  # records.arch_key of each candidate
     features: S.Features  # what the surrogate's kernel compares
     cost: np.ndarray  # log10 of the cost objective
-    mflops: np.ndarray  # what an epoch of each costs to train, roughly (plus a per-step overhead; see Planner)
 
 
 def build_pool(space: Space, shape: Shape, cost_objective: str, seeds: tuple[int, ...], limits: dict[str, float],
@@ -68,7 +66,7 @@ def build_pool(space: Space, shape: Shape, cost_objective: str, seeds: tuple[int
     points: Any = itertools.product(*grid.values())
     if space.size() * max(1, len(seeds)) > MAX_POOL:
         points = ([values[rng.integers(len(values))] for values in grid.values()] for _ in range(MAX_POOL))
-    params, keys, codes, cost, mflops, seen = [], [], [], [], [], set()
+    params, keys, codes, cost, seen = [], [], [], [], set()
     for values in points:
         p = dict(zip(grid, values, strict=True))
         trial = optuna.trial.FixedTrial(p)
@@ -91,11 +89,10 @@ def build_pool(space: Space, shape: Shape, cost_objective: str, seeds: tuple[int
         keys.append(key)
         codes.append([_code(grid[n], p[n]) if n in asked else -1 for n in names])
         cost.append(math.log10(max(value[cost_objective], 1e-12)))
-        mflops.append(c.mflops)
     ordinal = np.array([_numeric(grid[n]) for n in names], dtype=bool)
     features = S.Features(np.array(codes, dtype=float).reshape(len(keys), len(names)), ordinal,
                           np.array([max(1, len(grid[n]) - 1) for n in names], dtype=float))
-    return Pool(params, keys, features, np.array(cost), np.array(mflops))
+    return Pool(params, keys, features, np.array(cost))
 
 
 def _numeric(values: list[Any]) -> bool:
@@ -142,12 +139,9 @@ def evidence(trials: list[FrozenTrial], index: dict[tuple[str, str], int], me: i
 class Planner:
     """The sampler's decisions, apart from Optuna: scores every pool candidate from the evidence."""
 
-    def __init__(self, pool: Pool, epochs: int, resume: bool = True, time_exponent: float = 0.0,
-                 overhead: float = 3.0, reference_factor: float = 10.0, slow: float = SLOW_STARTERS) -> None:
-        self.pool, self.epochs, self.resume, self.slow = pool, epochs, resume, slow
-        self.time_exponent, self.reference = time_exponent, math.log10(reference_factor)
-        work = pool.mflops + overhead * pool.mflops.min() if len(pool.keys) else pool.mflops
-        self.epoch_cost = (work / np.median(work)) ** time_exponent if len(pool.keys) else work
+    def __init__(self, pool: Pool, epochs: int, resume: bool = True, slow: float | None = None) -> None:
+        self.pool, self.epochs, self.resume = pool, epochs, resume
+        self.slow = SLOW_STARTERS if slow is None else slow
         self.hyper = S.Hyper.default(pool.features.codes.shape[1])
         self._fitted_on = 0
 
@@ -172,7 +166,7 @@ class Planner:
         post = self.posterior(ev)
         front = [(acc, pool.cost[i]) for i, (acc, _) in ev.full.items()]
         front += [(1 - math.exp(post.mean[i]), pool.cost[i]) for i in ev.running]  # believed, not yet known
-        reference = (REFERENCE_ACC, float(pool.cost.max()) + self.reference)
+        reference = (REFERENCE_ACC, float(pool.cost.max()) + 1.0)  # 10x the dearest candidate
         gain = S.expected_improvement(post, pool.cost, front, reference)
         if ev.partial and self.slow < 1.0:
             # A paused curve may be a slow starter's, which says nothing of its end but that the end is at least
@@ -183,7 +177,7 @@ class Planner:
             mixed = S.expected_improvement(S.Posterior(unread.mean[part], unread.sd[part]), pool.cost[part], front,
                                            reference)
             gain[part] = (1 - self.slow) * gain[part] + self.slow * mixed
-        score = gain / (np.maximum(remaining, 1.0) * self.epoch_cost)
+        score = gain / np.maximum(remaining, 1.0)
         dead = set(ev.full) | ev.running | ev.blocked
         if not self.resume:
             dead |= set(ev.partial)
