@@ -168,7 +168,7 @@ class Planner:
         front += [(1 - math.exp(post.mean[i]), pool.cost[i]) for i in ev.running]  # believed, not yet known
         reference = (REFERENCE_ACC, float(pool.cost.max()) + 1.0)  # 10x the dearest candidate
         gain = S.expected_improvement(post, pool.cost, front, reference)
-        if ev.partial and self.slow < 1.0:
+        if ev.partial and self.slow > 0:
             # A paused curve may be a slow starter's, which says nothing of its end but that the end is at least
             # as good as the best epoch so far: with probability `slow`, its improvement is the features' alone.
             part = np.array(sorted(ev.partial), dtype=int)
