@@ -130,3 +130,15 @@ def test_in_a_study_the_sampler_asks_for_one_architecture_at_a_time(space):
                    for p in ehvi.planner.pool.params)
     first = space.sample(optuna.trial.FixedTrial(study.trials[0].params), in_channels=1, num_classes=10)
     assert analytic_cost(first, 8).mflops == costs[0]  # nothing known yet: the cheapest comes first
+
+
+def test_another_workers_trial_counts_as_running_from_the_moment_it_was_proposed(space):
+    """A second worker proposing while the first's trial has not yet recorded its architecture (or is resuming a
+    paused one, whose curve has not grown yet) does not pick the same network."""
+    first = EHVISampler(space, SHAPE, cost_objective="mflops", epochs=4, seed=0)
+    second = EHVISampler(space, SHAPE, cost_objective="mflops", epochs=4, seed=0)  # same seed: same tie-breaks
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=first)
+    a = study.ask()  # running, nothing recorded yet
+    study.sampler = second
+    b = study.ask()
+    assert first._chosen[a.number] != second._chosen[b.number]

@@ -36,6 +36,7 @@ from . import surrogate as S
 
 MAX_POOL = 20_000  # candidates scored per proposal; a larger space is represented by a random subset of this size
 REFERENCE_ACC = 0.5  # the front's hypervolume is counted from this accuracy (and from 10x the dearest cost)
+CHOSEN = "ehvi_params"  # trial system attribute: the params the sampler chose for it
 SLOW_STARTERS = 0.05  # the chance that a paused curve belongs to a slow starter (see Planner.scores)
 
 
@@ -106,6 +107,10 @@ def _code(values: list[Any], value: Any) -> int:
     return values.index(value)
 
 
+def _params_id(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
 @dataclass
 class Evidence:
     """What the trials so far say about each pool candidate (by index)."""
@@ -116,18 +121,24 @@ class Evidence:
     blocked: set[int] = field(default_factory=set)  # rejected by a limit or the size guard, or failed
 
 
-def evidence(trials: list[FrozenTrial], index: dict[tuple[str, str], int], me: int) -> Evidence:
+def evidence(trials: list[FrozenTrial], index: dict[tuple[str, str], int], chosen: dict[str, int],
+             me: int) -> Evidence:
+    """`chosen`: pool index by params (as CHOSEN stores them), for running trials that have not recorded their
+    architecture yet."""
     ev = Evidence()
     for t in trials:
         if (R.REJECTED in t.user_attrs or t.state == TrialState.FAIL) and R.arch_key(t) in index:
             ev.blocked.add(index[R.arch_key(t)])
+        elif t.state == TrialState.RUNNING and t.number != me:  # a resumed one is running before its curve grows
+            marked = t.system_attrs.get(CHOSEN) or _params_id(t.system_attrs.get("fixed_params") or {})
+            i = index.get(R.arch_key(t)) if R.SPEC in t.user_attrs else chosen.get(marked)
+            if i is not None:
+                ev.running.add(i)
     for key, t in R.furthest([t for t in trials if t.number != me], running=True).items():
-        if key not in index:
+        if key not in index or index[key] in ev.running:
             continue
         i, curve = index[key], list(t.user_attrs.get(R.CURVE, []))
-        if t.state == TrialState.RUNNING:
-            ev.running.add(i)
-        elif R.fully_trained(t):
+        if R.fully_trained(t):
             ev.full[i] = (t.user_attrs[R.VAL_ACC], curve)
         elif curve:
             ev.partial[i] = curve
@@ -236,10 +247,14 @@ class EHVISampler(BaseSampler):
             return
         planner = self.planner
         index = {k: i for i, k in enumerate(planner.pool.keys)}
+        chosen = {_params_id(p): i for i, p in enumerate(planner.pool.params)}
         with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only contend (and with training)
-            i = planner.propose(evidence(study.get_trials(deepcopy=False), index, trial.number), self._rng)
+            i = planner.propose(evidence(study.get_trials(deepcopy=False), index, chosen, trial.number), self._rng)
         if i is not None:
             self._chosen[trial.number] = dict(planner.pool.params[i])
+            # other workers see what this trial will train before it records its architecture (as GridSampler
+            # marks its grid points)
+            study._storage.set_trial_system_attr(trial._trial_id, CHOSEN, _params_id(planner.pool.params[i]))
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
