@@ -1,7 +1,7 @@
 """What the EHVI sampler believes about architectures it has not trained to the end: a Gaussian process over the
-space's categorical choices (and log cost) predicting the final validation accuracy, fed by fully trained
-architectures and by the partial learning curves of paused ones; and the expected hypervolume improvement a
-candidate brings to a 2-D front (accuracy up, log10 cost down).
+space's choices (ordinal where they are numbers, categorical otherwise) predicting the final validation accuracy,
+fed by fully trained architectures and by the partial learning curves of paused ones (CurveModel); and the expected
+hypervolume improvement a candidate brings to a 2-D front (accuracy up, log10 cost down).
 
 Accuracies are modelled as log validation error: errors span orders of magnitude (0.4 for a broken network, 0.005
 for the best), and a Gaussian there puts no mass above accuracy 1. Pure functions of arrays (numpy, scipy).
