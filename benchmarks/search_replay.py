@@ -44,7 +44,7 @@ from resnas import records as R
 from resnas.data import DataConfig
 from resnas.pareto import hypervolume_2d, pareto_front
 from resnas.replay import ReplayFit, Row, Table
-from resnas.search import SearchConfig, run_search, study
+from resnas.search import SearchConfig, ehvi, run_search, study
 from resnas.spaces import load_space
 from resnas.storage import open_study
 from resnas.train import EpochRecord, TrainConfig
@@ -271,6 +271,8 @@ def main() -> None:
     p.add_argument("--render", nargs="+", metavar="JSONL", help="print the markdown tables of saved JSON lines")
     p.add_argument("--jobs", type=int, default=1, help="searches side by side (forked processes)")
     p.add_argument("--population", type=int, help="resnas only: NSGA-II's generation size (default: resnas's, 10)")
+    p.add_argument("--slow-starters", type=float, help="resnas only: the EHVI sampler's chance that a paused curve "
+                   "is a slow starter's (default: resnas's, search.ehvi.SLOW_STARTERS)")
     p.add_argument("--list", action="store_true")
     p.add_argument("--oracle", action="store_true", help="the oracle's cost to reach each target, per currency")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
@@ -291,6 +293,8 @@ def main() -> None:
         return
     if args.population:
         study.POPULATION = args.population
+    if args.slow_starters is not None:
+        ehvi.SLOW_STARTERS = args.slow_starters
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     every = list(methods())
     names = [n for m in args.method for n in ({"all": every, "peers": every[1:]}.get(m) or [m])]
@@ -302,6 +306,8 @@ def main() -> None:
                 **(overrides if name == "resnas" else {}))
         if args.population and name == "resnas":
             r["method"] += f" --population {args.population}"
+        if args.slow_starters is not None and name == "resnas":
+            r["method"] += f" --slow-starters {args.slow_starters:g}"
         rows.append(r)
         if not args.markdown:
             print(json.dumps(r), flush=True)

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,8 +77,7 @@ def prepare(storage: optuna.storages.BaseStorage) -> None:
     backend = getattr(storage, "_backend", storage)
     if not isinstance(backend, _Storage):
         return
-    # Not under _one_initialiser's file lock: closing another descriptor of an open SQLite file drops the locks
-    # SQLite holds on it (POSIX), which corrupts it. SQLite's BEGIN IMMEDIATE serialises the creation instead.
+    # SQLite's BEGIN IMMEDIATE serialises the creation between processes; PostgreSQL needs the advisory lock.
     with _advisory_lock(backend.url) if backend.engine.name == "postgresql" else contextlib.nullcontext(), \
             backend.engine.begin() as conn:
         _CLAIMS.create(conn, checkfirst=True)
@@ -174,14 +174,15 @@ def _one_initialiser(url: str) -> contextlib.AbstractContextManager:
     """Workers started together on a new database race to create its tables and stamp its schema version; the
     loser fails (SQLite: "UNIQUE constraint failed: alembic_version"), or on PostgreSQL its half-done transaction
     can block its own retry forever. So they take turns: a server-wide advisory lock on PostgreSQL, an exclusive
-    lock on the database file itself for SQLite (whose own locks cover one statement, not the whole set-up; flock
-    is separate from them, and an empty file is what SQLite takes for a new database, so nothing else is left
-    beside the study)."""
+    flock on the folder holding the database for SQLite (whose own locks cover one statement, not the whole set-up).
+    Not on the database file: closing any descriptor of an open SQLite file drops every POSIX lock this process
+    holds on it, so a process that opened its study a second time corrupted it ("database disk image is
+    malformed")."""
     if url.startswith("postgresql"):
         return _advisory_lock(url)
     database = sqlalchemy.engine.make_url(url).database if url.startswith("sqlite") else None
     if database and database != ":memory:":
-        return _file_lock(Path(database))
+        return _folder_lock(Path(database).parent)
     return contextlib.nullcontext()
 
 
@@ -200,12 +201,18 @@ def _advisory_lock(url: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        # A folder we cannot write to (or a filesystem without locks) holds no database we would create: go unlocked.
-        with contextlib.suppress(OSError):
-            fcntl.flock(stack.enter_context(open(path, "a")), fcntl.LOCK_EX)  # released when the file closes
+def _folder_lock(folder: Path) -> Iterator[None]:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # no folder yet: SQLite will fail to create the database and say so
         yield
+        return
+    try:
+        with contextlib.suppress(OSError):  # a filesystem without locks: go unlocked
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def existing_studies(out_dir: str | Path) -> list[str]:

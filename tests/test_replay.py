@@ -2,7 +2,6 @@
 on them: nothing is trained or enumerated here."""
 
 import itertools
-import math
 from pathlib import Path
 
 import optuna
@@ -48,15 +47,18 @@ def test_hypervolume_fractions_are_bounded_by_the_true_front(table, harness):
 
 
 def test_the_default_search_replayed_on_the_held_out_table(harness):
-    """The default search on the table it was not tuned on (training seed 1), sampler seed 0: the real search code,
-    training replayed. Deterministic, so two replays agree; the fractions are what the benchmark measured."""
+    """The default search on the table it was not tuned on (training seed 1), sampler seed 0, to 200 epochs: the
+    real search code, training replayed. Deterministic, so two replays agree; the thresholds are the issue's targets
+    (0.99 of the true front by 182 epochs, within 10x the oracle's 18 epochs), which the benchmark's 10 seeds met
+    (median 0.996 at 182 epochs, 97 epochs to 0.99: benchmarks/results/replay-wrn-seed1.md)."""
     table = Table.load(BENCHMARKS / "tables" / "wrn-seed1.json.gz")
-    events = harness.resnas_events(table, 0, 400)
-    assert events == harness.resnas_events(table, 0, 400)
+    events = harness.resnas_events(table, 0, 200)
+    assert events == harness.resnas_events(table, 0, 200)
     traj = harness.trajectory(events, table)
-    assert traj[-1][0] <= 400 and all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(traj))
-    assert harness.at(traj, 400) >= MIN_AT_400
-    assert not math.isinf(harness.reach(traj, 0.95))
+    assert traj[-1][0] <= 200 and all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(traj))
+    assert harness.at(traj, 182) >= MIN_AT_182
+    assert harness.reach(traj, 0.99) <= MAX_TO_099 == 10 * harness.oracle(table, 0.99)
 
 
-MIN_AT_400 = 0.98  # benchmarks/README.md: the default on wrn-seed1 reached 0.994 at 400 epochs (median of 10 seeds)
+MIN_AT_182 = 0.99  # sampler seed 0 measured 0.9958 (benchmarks/results/replay-wrn-seed1.md: 10 seeds, median 0.996)
+MAX_TO_099 = 180  # epochs; sampler seed 0 measured 97

@@ -1,6 +1,9 @@
 """A trial's records in one transaction (the same rows Optuna's own calls write), SQLite transactions that cannot
 interleave a read and a write, and a study at its budget that resumes without data or worker processes."""
 
+import subprocess
+import sys
+
 import optuna
 import pytest
 import sqlalchemy
@@ -79,3 +82,21 @@ def test_a_study_at_its_budget_resumes_without_data_or_workers(tmp_path, monkeyp
                        TrainConfig(epochs=1), DataConfig(), device="cpu")
     assert (again.n_complete, again.n_pruned, again.pareto) == (first.n_complete, first.n_pruned, first.pareto)
     assert again.overhead_share == first.overhead_share is not None and 0 < first.overhead_share < 1
+
+
+def test_opening_a_study_again_keeps_the_locks_this_process_holds_on_it(tmp_path):
+    """SQLite's locks are POSIX locks, which a process drops when it closes any descriptor of the file: opening the
+    storage a second time (the search reopens its study once the data is loaded) must not touch the database file,
+    or another process writes under an open transaction and the file is corrupt."""
+    db = tmp_path / "study.db"
+    url = f"sqlite:///{db}"
+    first = open_storage(url)
+    with first.engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x)")
+        conn.commit()
+        conn.exec_driver_sql("INSERT INTO t VALUES (1)")  # inside BEGIN IMMEDIATE: this process holds the write lock
+        open_storage(url)
+        other = subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], "
+                                "timeout=0, isolation_level=None); c.execute('BEGIN IMMEDIATE')", str(db)],
+                               capture_output=True, text=True)
+        assert other.returncode != 0 and "database is locked" in other.stderr, other.stderr

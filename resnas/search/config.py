@@ -13,10 +13,11 @@ from ..records import DEFAULT_OBJECTIVES, OBJECTIVES, VAL_ACC
 from ..spaces import Space
 from ..storage import MEMORY
 
-SAMPLERS = ("nsga2", "tpe", "random", "grid")
+SAMPLERS = ("auto", "ehvi", "nsga2", "tpe", "random", "grid")  # auto: ehvi where it applies (see uses_ehvi)
 PRUNERS = ("sha", "hyperband", "median", "none")
 MODES = ("pareto", "scalar")
 PAUSED = ("promote", "revisit", "drop")  # what becomes of a trial MO-ASHA stopped (see search.promotion)
+ANALYTIC_COSTS = ("mflops", "params")  # cost objectives known from the spec before training (the EHVI sampler's)
 EPOCHS = 9  # a search trial's maximum epochs unless told otherwise (TrainConfig's own default is for one model)
 
 
@@ -30,7 +31,8 @@ class SearchConfig:
     artifacts: str | None = None  # checkpoint artifact store: a folder, s3://BUCKET or "none"; default out_dir/study
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     mode: str = "pareto"  # "pareto": multi-objective; "scalar": MnasNet reward acc * (mflops / target) ** w
-    sampler: str = "nsga2"  # "grid": every architecture of the space (times `seeds`), in random order
+    sampler: str = "auto"  # auto: "ehvi" (search.ehvi) for val_acc against mflops or params, else "nsga2"; "grid":
+    # every architecture of the space (times `seeds`), in random order
     seed: int = 0
     seeds: tuple[int, ...] = ()  # training seeds: each architecture is trained once per seed (repeats)
     early_stopping: bool = True
@@ -67,6 +69,10 @@ class SearchConfig:
             raise UserError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.storage and self.storage.startswith(MEMORY) and self.workers not in (None, 1):
             raise UserError(f"storage {self.storage} lives in this process: it takes one worker, not {self.workers}")
+        if self.sampler == "ehvi" and not self.ehvi_applies():
+            raise UserError("sampler ehvi needs pareto mode and two objectives, val_acc and mflops or params (costs "
+                            f"known before training); got {self.mode} mode, {','.join(self.objectives)}; use "
+                            "--sampler nsga2")
         if self.paused not in PAUSED:
             raise UserError(f"paused must be one of {', '.join(PAUSED)}, got {self.paused!r}")
         if self.pruner not in PRUNERS:
@@ -114,6 +120,16 @@ class SearchConfig:
     def costs(self) -> tuple[str, ...]:
         """The objectives besides accuracy: what a rung point holds after it."""
         return tuple(o for o in self.objectives if o != VAL_ACC)
+
+    def ehvi_applies(self) -> bool:
+        """Whether the EHVI sampler can run this search: it scores candidates by a cost it knows before training."""
+        return self.mode == "pareto" and len(self.objectives) == 2 and self.cost_objective() in ANALYTIC_COSTS
+
+    def cost_objective(self) -> str:
+        return next(iter(self.costs), "")
+
+    def uses_ehvi(self) -> bool:
+        return self.sampler == "ehvi" or (self.sampler == "auto" and self.ehvi_applies())
 
     def constrained(self) -> bool:
         return any((self.max_mflops, self.max_params, self.max_latency_ms))

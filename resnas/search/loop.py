@@ -30,6 +30,7 @@ from ..storage import MEMORY
 from ..train import TrainConfig, pick_device
 from .cheapest import cheapest
 from .config import SearchConfig
+from .ehvi import Shape
 from .ledger import Ledger
 from .promotion import next_promotion
 from .study import create_study, storage_url
@@ -61,6 +62,8 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
     if done(ledger, space, config):  # nothing to do: no data, no workers
         return summarise(study, config.objectives, url, time.perf_counter() - start)
     runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit, latency=latency, ledger=ledger)
+    if config.uses_ehvi():  # its sampler costs every candidate at the data's shape, known once the data is loaded
+        study = create_study(config, train_config, data_config, space, url, shape=Shape.of(runner.data))
     if R.SPLIT_SIZES not in study.user_attrs:
         study.set_user_attr(R.SPLIT_SIZES, {s: runner.data.split_size(s) for s in ("train", "val", "test")})
     procs = _start_workers(config, train_config, data_config, url, dev)
@@ -129,9 +132,9 @@ def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: D
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     space = load_space(config.space)
     config = config.fitted_to(space)
-    study = create_study(config, train_config, data_config, space, url, worker)
     fit, latency = _replayed(config, space, train_config.epochs, default_fit, spec_latency)
     runner = TrialRunner(config, train_config, data_config, space, pick_device(device), fit=fit, latency=latency)
+    study = create_study(config, train_config, data_config, space, url, worker, shape=Shape.of(runner.data))
     with contextlib.suppress(KeyboardInterrupt):
         _optimize(study, runner, config, None, config.timeout)
 

@@ -16,6 +16,7 @@ from ..spaces import Space
 from ..storage import open_storage, prepare
 from ..train import TrainConfig
 from .config import SearchConfig
+from .ehvi import EHVISampler, Shape
 
 # NSGA-II's generation size, whatever the budget: on the recorded wrn table (benchmarks/README.md), 10 reached 0.986
 # of the true front's hypervolume at 182 epochs (median of 10 seeds; worst 0.959), 20 reached 0.982 (worst 0.842)
@@ -31,8 +32,15 @@ def storage_url(config: SearchConfig, data_config: DataConfig) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-def sampler(config: SearchConfig, worker: int, n_objectives: int, space: Space) -> optuna.samplers.BaseSampler:
+def sampler(config: SearchConfig, worker: int, n_objectives: int, space: Space, epochs: int,
+            shape: Shape | None = None) -> optuna.samplers.BaseSampler:
+    """`shape`: the data's, which the EHVI sampler needs to cost every candidate; a study opened without it (to
+    read it, or by a test) samples with NSGA-II."""
     seed = config.seed + 1000 * worker
+    if config.uses_ehvi() and shape is not None:
+        limits = {k: v for k, v in (("mflops", config.max_mflops), ("params", config.max_params)) if v}
+        return EHVISampler(space, shape, cost_objective=config.cost_objective(), epochs=epochs, seed=seed,
+                           seeds=config.seeds, limits=limits, resume=config.early_stopping and config.paused != "drop")
     if config.sampler == "grid":
         return optuna.samplers.GridSampler(space.grid(config.seeds), seed=seed)
     if config.sampler == "random":
@@ -73,8 +81,9 @@ def identity(config: SearchConfig, train_config: TrainConfig, data_config: DataC
 
 
 def create_study(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
-                 url: str, worker: int = 0, info: dict[str, Any] | None = None) -> optuna.Study:
-    """Create the study, or load it if it exists with the same identity."""
+                 url: str, worker: int = 0, info: dict[str, Any] | None = None,
+                 shape: Shape | None = None) -> optuna.Study:
+    """Create the study, or load it if it exists with the same identity. `shape` is the data's (see sampler)."""
     storage = open_storage(url, config.heartbeat)
     name = config.study_name(data_config.dataset)
     n_obj = 1 if config.mode == "scalar" else len(config.objectives)
@@ -82,7 +91,7 @@ def create_study(config: SearchConfig, train_config: TrainConfig, data_config: D
         ["maximize" if records.OBJECTIVES[o] else "minimize" for o in config.objectives]
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
-                                    sampler=sampler(config, worker, n_obj, space),
+                                    sampler=sampler(config, worker, n_obj, space, train_config.epochs, shape),
                                     pruner=pruner(config, train_config.epochs))
     except ValueError as e:  # directions differ from the stored study's
         raise UserError(f"study {name!r} exists with other objectives ({e}); pass --study NEW_NAME") from None
