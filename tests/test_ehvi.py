@@ -10,7 +10,7 @@ import pytest
 from resnas import records as R
 from resnas.measure import analytic_cost
 from resnas.pareto import hypervolume_2d
-from resnas.search import SearchConfig, surrogate
+from resnas.search import SearchConfig, ehvi, surrogate
 from resnas.search.ehvi import EHVISampler, Evidence, Planner, Shape, build_pool
 from resnas.search.study import sampler
 from resnas.spaces import load_space
@@ -142,3 +142,32 @@ def test_another_workers_trial_counts_as_running_from_the_moment_it_was_proposed
     study.sampler = second
     b = study.ask()
     assert first._chosen[a.number] != second._chosen[b.number]
+
+
+def test_the_covariance_product_equals_the_kernel_of_per_choice_distances():
+    """surrogate.covariance (one-hot slots and a block-diagonal table) is the same kernel as kernel(distances):
+    ordinal and categorical choices, and choices that do not apply (-1)."""
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        k = int(rng.integers(1, 6))
+        span, ordinal = rng.integers(1, 5, k).astype(float), rng.random(k) < 0.5
+
+        a, b = (surrogate.Features(np.stack([rng.integers(-1, int(s) + 1, n) for s in span], 1).astype(float),
+                                   ordinal, span) for n in (7, 9))
+        h = surrogate.Hyper(0.1, float(rng.normal()), tuple(rng.normal(size=k)), -1.0)
+        np.testing.assert_allclose(surrogate.covariance(a, b, h), surrogate.kernel(a.distances(b), h), rtol=1e-12)
+
+
+def test_a_proposal_scores_at_most_max_scored_candidates_and_conditions_on_at_most_max_observed(space, monkeypatch):
+    pool = build_pool(space, SHAPE, "mflops", (), {}, np.random.default_rng(0))
+    monkeypatch.setattr(ehvi, "MAX_SCORED", 5)
+    monkeypatch.setattr(ehvi, "MAX_OBSERVED", 4)
+    planner, rng = Planner(pool, epochs=4), np.random.default_rng(0)
+    ev = Evidence(full={i: (0.9, [0.5, 0.7, 0.8, 0.9]) for i in range(6)})
+    scores = planner.scores(ev, rng)
+    assert np.isfinite(scores).sum() == min(5, len(pool.keys) - 6) and np.isneginf(scores[:6]).all()
+    seen = []
+    monkeypatch.setattr(surrogate, "predict", lambda obs, y, *a: seen.append(len(y)) or surrogate.Posterior(
+        np.zeros(len(a[-2].codes)), np.ones(len(a[-2].codes))))
+    planner.scores(ev, rng)
+    assert seen == [4]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,10 +33,15 @@ from ..measure import analytic_cost
 from ..spaces import Space
 from ..spec import SpecError
 from . import surrogate as S
+from .evidence import CHOSEN, Evidence, Reader, params_id
 
 MAX_POOL = 20_000  # candidates scored per proposal; a larger space is represented by a random subset of this size
 REFERENCE_ACC = 0.5  # the front's hypervolume is counted from this accuracy (and from 10x the dearest cost)
-CHOSEN = "ehvi_params"  # trial system attribute: the params the sampler chose for it
+# A proposal's cost grows with candidates x observations^2 (the GP's variances), so both are bounded: a search of
+# a space of 10^4 architectures then costs the same per trial at trial 10,000 as at trial 300. A space of 256
+# (wrn) never reaches either bound.
+MAX_SCORED = 1_024  # candidates scored per proposal: beyond this, a random subset of those still open
+MAX_OBSERVED = 256  # observations the GP conditions on: the fully trained first, the latest first
 SLOW_STARTERS = 0.05  # the chance that a paused curve belongs to a slow starter (see Planner.scores)
 
 
@@ -107,46 +112,6 @@ def _code(values: list[Any], value: Any) -> int:
     return values.index(value)
 
 
-def _params_id(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True)
-
-
-@dataclass
-class Evidence:
-    """What the trials so far say about each pool candidate (by index)."""
-    full: dict[int, tuple[float, list[float]]] = field(default_factory=dict)  # trained to the end: (val_acc, curve)
-    partial: dict[int, list[float]] = field(default_factory=dict)  # stopped early: its curve so far
-    resumable: set[int] = field(default_factory=set)  # partial ones whose training state was kept
-    running: set[int] = field(default_factory=set)
-    blocked: set[int] = field(default_factory=set)  # rejected by a limit or the size guard, or failed
-
-
-def evidence(trials: list[FrozenTrial], index: dict[tuple[str, str], int], chosen: dict[str, int],
-             me: int) -> Evidence:
-    """`chosen`: pool index by params (as CHOSEN stores them), for running trials that have not recorded their
-    architecture yet."""
-    ev = Evidence()
-    for t in trials:
-        if (R.REJECTED in t.user_attrs or t.state == TrialState.FAIL) and R.arch_key(t) in index:
-            ev.blocked.add(index[R.arch_key(t)])
-        elif t.state == TrialState.RUNNING and t.number != me:  # a resumed one is running before its curve grows
-            marked = t.system_attrs.get(CHOSEN) or _params_id(t.system_attrs.get("fixed_params") or {})
-            i = index.get(R.arch_key(t)) if R.SPEC in t.user_attrs else chosen.get(marked)
-            if i is not None:
-                ev.running.add(i)
-    for key, t in R.furthest([t for t in trials if t.number != me], running=True).items():
-        if key not in index or index[key] in ev.running:
-            continue
-        i, curve = index[key], list(t.user_attrs.get(R.CURVE, []))
-        if R.fully_trained(t):
-            ev.full[i] = (t.user_attrs[R.VAL_ACC], curve)
-        elif curve:
-            ev.partial[i] = curve
-            if R.PAUSED in t.user_attrs:
-                ev.resumable.add(i)
-    return ev
-
-
 class Planner:
     """The sampler's decisions, apart from Optuna: scores every pool candidate from the evidence."""
 
@@ -155,65 +120,67 @@ class Planner:
         self.slow = SLOW_STARTERS if slow is None else slow
         self.hyper = S.Hyper.default(pool.features.codes.shape[1])
         self._fitted_on = 0
+        self.index = {k: i for i, k in enumerate(pool.keys)}  # pool index by records.arch_key
+        self.by_params = {params_id(p): i for i, p in enumerate(pool.params)}  # and by the params CHOSEN stores
 
     def propose(self, ev: Evidence, rng: np.random.Generator) -> int | None:
         """The candidate with the largest expected improvement per remaining epoch (ties drawn at random)."""
         if not self.pool.keys:
             return None
-        score = self.scores(ev)
+        score = self.scores(ev, rng)
         top = score.max()
         if not np.isfinite(top):
             return None
         best = np.flatnonzero(score >= top - 1e-12 * max(1.0, abs(top)))
         return int(rng.choice(best))
 
-    def scores(self, ev: Evidence) -> np.ndarray:
+    def scores(self, ev: Evidence, rng: np.random.Generator | None = None) -> np.ndarray:
         """Expected improvement per remaining epoch; -inf where there is nothing to do (trained to the end,
-        running, stopped for good, blocked)."""
+        running, stopped for good, blocked) and, with `rng`, outside a random MAX_SCORED of the open candidates."""
         pool = self.pool
-        remaining = np.full(len(pool.keys), float(self.epochs))
-        for i, curve in ev.partial.items():
-            remaining[i] = self.epochs - len(curve)
-        post = self.posterior(ev)
+        dead = set(ev.full) | ev.running | ev.blocked | (set(ev.partial) - (ev.resumable if self.resume else set()))
+        live = np.setdiff1d(np.arange(len(pool.keys)), np.array(sorted(dead), dtype=int))
+        if rng is not None and len(live) > MAX_SCORED:
+            live = np.sort(rng.choice(live, MAX_SCORED, replace=False))
+        running = np.array(sorted(ev.running), dtype=int)
+        post = self.posterior(ev, np.concatenate([live, running]))
+        remaining = np.array([self.epochs - len(ev.partial.get(int(i), ())) for i in live], dtype=float)
         front = [(acc, pool.cost[i]) for i, (acc, _) in ev.full.items()]
-        front += [(1 - math.exp(post.mean[i]), pool.cost[i]) for i in ev.running]  # believed, not yet known
+        front += [(1 - math.exp(m), pool.cost[i]) for i, m in zip(running, post.mean[len(live):], strict=True)]
         reference = (REFERENCE_ACC, float(pool.cost.max()) + 1.0)  # 10x the dearest candidate
-        gain = S.expected_improvement(post, pool.cost, front, reference)
-        if ev.partial and self.slow > 0:
+        gain = S.expected_improvement(S.Posterior(post.mean[:len(live)], post.sd[:len(live)]), pool.cost[live],
+                                      front, reference)
+        part = np.flatnonzero(np.isin(live, np.array(sorted(ev.partial), dtype=int)))  # positions within live
+        if len(part) and self.slow > 0:
             # A paused curve may be a slow starter's, which says nothing of its end but that the end is at least
             # as good as the best epoch so far: with probability `slow`, its improvement is the features' alone.
-            part = np.array(sorted(ev.partial), dtype=int)
-            bound = S.log_error(np.array([max(ev.partial[i]) for i in part]))
-            unread = S.at_least(self.posterior(ev, curves=False), part, bound)
-            mixed = S.expected_improvement(S.Posterior(unread.mean[part], unread.sd[part]), pool.cost[part], front,
-                                           reference)
+            bound = S.log_error(np.array([max(ev.partial[int(i)]) for i in live[part]]))
+            unread = S.at_least(self.posterior(ev, live[part], curves=False), np.arange(len(part)), bound)
+            mixed = S.expected_improvement(unread, pool.cost[live[part]], front, reference)
             gain[part] = (1 - self.slow) * gain[part] + self.slow * mixed
-        score = gain / np.maximum(remaining, 1.0)
-        dead = set(ev.full) | ev.running | ev.blocked
-        if not self.resume:
-            dead |= set(ev.partial)
-        else:
-            dead |= set(ev.partial) - ev.resumable
-        score[list(dead)] = -np.inf
+        score = np.full(len(pool.keys), -np.inf)
+        score[live] = gain / np.maximum(remaining, 1.0)
         return score
 
-    def posterior(self, ev: Evidence, curves: bool = True) -> S.Posterior:
-        """The surrogate's belief about every candidate's final log error, from the fully trained ones and (with
-        `curves`, once enough full curves say how networks go on) the paused ones' curves."""
+    def posterior(self, ev: Evidence, targets: np.ndarray, curves: bool = True) -> S.Posterior:
+        """The surrogate's belief about the final log error of candidates `targets` (pool indices), from the fully
+        trained ones and (with `curves`, once enough full curves say how networks go on) the paused ones' curves:
+        at most MAX_OBSERVED of them, the fully trained first, the latest first."""
         pool = self.pool
         model = S.CurveModel.from_curves([c for _, c in ev.full.values() if len(c) == self.epochs])
-        obs = [(i, float(S.log_error(acc)), 0.0) for i, (acc, _) in ev.full.items()]
-        if model is not None and curves:
-            obs += [(i, *model.estimate(c)) for i, c in ev.partial.items()]
+        obs = [(i, float(S.log_error(acc)), 0.0) for i, (acc, _) in ev.full.items()][-MAX_OBSERVED:]
+        if model is not None and curves and len(obs) < MAX_OBSERVED:
+            partial = list(ev.partial.items())[len(obs) - MAX_OBSERVED:] if ev.partial else []
+            obs += [(i, *model.estimate(c)) for i, c in partial]
         idx = np.array([i for i, _, _ in obs], dtype=int)
         y = np.array([z for _, z, _ in obs])
         extra = np.array([v for _, _, v in obs])
         if curves and len(y) >= 3 and len(y) >= 1.25 * self._fitted_on:  # refit as the evidence grows by a quarter
             start = self.hyper if self._fitted_on else S.Hyper.default(len(self.hyper.log_weights), float(y.mean()))
             self.hyper, self._fitted_on = S.fit(pool.features.take(idx), y, extra, start), len(y)
-        own = np.full(len(pool.keys), -1)
-        own[idx] = np.arange(len(idx))
-        return S.predict(pool.features.take(idx), y, extra, own, pool.features, self.hyper)
+        where = {int(i): k for k, i in enumerate(idx)}
+        own = np.array([where.get(int(i), -1) for i in targets], dtype=int)
+        return S.predict(pool.features.take(idx), y, extra, own, pool.features.take(targets), self.hyper)
 
 
 class EHVISampler(BaseSampler):
@@ -226,6 +193,7 @@ class EHVISampler(BaseSampler):
         self.seeds, self.limits, self.resume = seeds, limits or {}, resume
         self._rng = np.random.default_rng(seed)
         self._planner: Planner | None = None
+        self._reader: Reader | None = None
         self._chosen: dict[int, dict[str, Any]] = {}
 
     @property
@@ -233,6 +201,7 @@ class EHVISampler(BaseSampler):
         if self._planner is None:
             pool = build_pool(self.space, self.shape, self.cost_objective, self.seeds, self.limits, self._rng)
             self._planner = Planner(pool, self.epochs, self.resume)
+            self._reader = Reader(self._planner.index, self._planner.by_params)
         return self._planner
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -246,15 +215,15 @@ class EHVISampler(BaseSampler):
         if "fixed_params" in trial.system_attrs:  # an enqueued trial (a promotion, a retry) keeps its own
             return
         planner = self.planner
-        index = {k: i for i, k in enumerate(planner.pool.keys)}
-        chosen = {_params_id(p): i for i, p in enumerate(planner.pool.params)}
+        assert self._reader is not None
+        ev = self._reader.read(study.get_trials(deepcopy=False), trial.number)
         with threadpool_limits(limits=1, user_api="blas"):  # small matrices: threads only contend (and with training)
-            i = planner.propose(evidence(study.get_trials(deepcopy=False), index, chosen, trial.number), self._rng)
+            i = planner.propose(ev, self._rng)
         if i is not None:
             self._chosen[trial.number] = dict(planner.pool.params[i])
             # other workers see what this trial will train before it records its architecture (as GridSampler
             # marks its grid points)
-            study._storage.set_trial_system_attr(trial._trial_id, CHOSEN, _params_id(planner.pool.params[i]))
+            study._storage.set_trial_system_attr(trial._trial_id, CHOSEN, params_id(planner.pool.params[i]))
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

@@ -22,7 +22,7 @@ Key = tuple[str, str]
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def _at(trials: list[FrozenTrial], number: int) -> FrozenTrial:
+def trial_at(trials: list[FrozenTrial], number: int) -> FrozenTrial:
     """Trial `number` of a study's trials (Optuna numbers them 0..n-1, so it sits at its number)."""
     if number < len(trials) and trials[number].number == number:
         return trials[number]
@@ -63,7 +63,7 @@ class Ledger:
     def update(self, trials: list[FrozenTrial]) -> Ledger:
         """Take in the study's trials (Optuna's `get_trials(deepcopy=False)`, numbered 0..n-1)."""
         self.trials = trials
-        now = {n: _at(trials, n) for n in self._live}
+        now = {n: trial_at(trials, n) for n in self._live}
         for number, t in now.items():
             if t.state.is_finished():
                 del self._live[number]
@@ -124,7 +124,7 @@ class Ledger:
 
     def trial(self, number: int) -> FrozenTrial | None:
         """Trial `number` as last seen (None: not yet seen)."""
-        return _at(self.trials, number) if number < len(self.trials) else None
+        return trial_at(self.trials, number) if number < len(self.trials) else None
 
     def unfinished(self) -> list[FrozenTrial]:
         """Running and waiting (enqueued) trials."""

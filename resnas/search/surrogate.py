@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg import block_diag, cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize
 from scipy.special import ndtr
 
@@ -46,6 +46,25 @@ class Features:
         d = np.where(self.ordinal[:, None, None], ordinal, (a != b).astype(float))
         return np.where(missing, (a != b).astype(float), d)
 
+    def onehot(self) -> np.ndarray:
+        """(n, slots): per choice, a slot for each value and one for "does not apply" (see covariance)."""
+        slots = (self.span + 2).astype(int)
+        column = np.where(self.codes < 0, slots - 1, self.codes).astype(int) + np.cumsum(slots) - slots
+        out = np.zeros((len(self.codes), int(slots.sum())))
+        np.put_along_axis(out, column, 1.0, axis=1)
+        return out
+
+    def weighted_tables(self, weights: np.ndarray) -> np.ndarray:
+        """(slots, slots), block-diagonal: weight times `distances` between the slots of each choice."""
+        blocks = []
+        for ordinal, span, w in zip(self.ordinal, self.span, weights, strict=True):
+            i = np.arange(int(span) + 2)
+            d = np.abs(i[:, None] - i[None, :]) / span if ordinal else (i[:, None] != i[None, :]).astype(float)
+            d[-1, :] = d[:, -1] = 1.0
+            d[-1, -1] = 0.0
+            blocks.append(w * d)
+        return block_diag(*blocks)
+
 
 @dataclass(frozen=True)
 class Hyper:
@@ -77,6 +96,14 @@ def kernel(dist: np.ndarray, h: Hyper) -> np.ndarray:
     """Covariance of the architecture effect from per-choice distances: exp(log_signal - sum_d w_d dist_d)."""
     weights = np.exp(np.asarray(h.log_weights))
     return np.exp(h.log_signal - np.tensordot(weights, dist, axes=1))
+
+
+def covariance(a: Features, b: Features, h: Hyper) -> np.ndarray:
+    """kernel(a.distances(b), h) as one matrix product: the weighted sum of per-choice distances is
+    onehot(a) @ tables @ onehot(b).T, where distances would build a (choices, n_a, n_b) array (a proposal over
+    thousands of candidates spent most of its time there)."""
+    table = a.weighted_tables(np.exp(np.asarray(h.log_weights)))
+    return np.exp(h.log_signal - (a.onehot() @ table) @ b.onehot().T)
 
 
 def _objective(v: np.ndarray, dist: np.ndarray, y: np.ndarray, extra: np.ndarray) -> tuple[float, np.ndarray]:
@@ -126,12 +153,13 @@ def predict(obs: Features, y: np.ndarray, extra: np.ndarray, own: np.ndarray, ca
     prior_var = math.exp(h.log_signal) + noise
     if len(y) == 0:
         return Posterior(np.full(len(candidates.codes), h.mean), np.full(len(candidates.codes), math.sqrt(prior_var)))
-    c = cho_factor(kernel(obs.distances(obs), h) + np.diag(noise + extra + 1e-8), lower=True)
-    cross = kernel(obs.distances(candidates), h)
+    c = cho_factor(covariance(obs, obs, h) + np.diag(noise + extra + 1e-8), lower=True)
+    cross = covariance(obs, candidates, h)
     mine = own >= 0
     cross[own[mine], np.flatnonzero(mine)] += noise
     mean = h.mean + cross.T @ cho_solve(c, y - h.mean)
-    var = prior_var - np.einsum("ij,ij->j", cross, cho_solve(c, cross))
+    v = solve_triangular(c[0], cross, lower=True, check_finite=False)  # one solve, not cho_solve's two
+    var = prior_var - np.einsum("ij,ij->j", v, v)
     return Posterior(mean, np.sqrt(np.clip(var, 1e-10, None)))
 
 
@@ -184,6 +212,8 @@ def expected_improvement(post: Posterior, cost: np.ndarray, front: list[tuple[fl
     covered = np.full(steps, reference[1])  # at level y, the cheapest known cost reaching y
     for acc, c in front:
         covered = np.where(ys <= acc, np.minimum(covered, c), covered)
+    open_ = covered > cost.min(initial=np.inf)  # levels where some candidate would cover new cost (the rest add 0)
+    ys, covered = ys[open_], covered[open_]
     width = np.clip(covered[None, :] - cost[:, None], 0.0, None)
     p = ndtr((log_error(ys)[None, :] - post.mean[:, None]) / post.sd[:, None])
     return (p * width).sum(1) * (1.0 - lo) / steps
