@@ -35,6 +35,7 @@ from ..spec import ArchSpec, describe
 from ..storage import claim, set_attrs
 from ..train import EpochRecord, TrainConfig, TrainState
 from .config import SearchConfig
+from .ehvi import EHVISampler
 from .ledger import Ledger
 
 Values = float | list[float]
@@ -84,7 +85,9 @@ class TrialRunner:
     def _run(self, trial: optuna.Trial) -> Values:
         clock = _Clock()
         c = self.config
-        ledger = self.ledger.update(trial.study.get_trials(deepcopy=False))  # other workers may have started more
+        sampler = trial.study.sampler
+        read = sampler.read_for(trial.number) if isinstance(sampler, EHVISampler) else None
+        ledger = self.ledger.update(read or trial.study.get_trials(deepcopy=False))  # others may have started more
         finished, running = ledger.budget(excluding=trial.number)
         if finished + running >= c.budget:  # other workers have taken the last slots meanwhile
             trial.set_user_attr(R.SURPLUS, True)
