@@ -210,8 +210,13 @@ def expected_improvement(post: Posterior, cost: np.ndarray, front: list[tuple[fl
     lo = reference[0]
     ys = lo + (np.arange(steps) + 0.5) * (1.0 - lo) / steps
     covered = np.full(steps, reference[1])  # at level y, the cheapest known cost reaching y
-    for acc, c in front:
-        covered = np.where(ys <= acc, np.minimum(covered, c), covered)
+    if front:  # sorted by accuracy, the cheapest cost from each point up: O(front log front), not a pass a point
+        acc, cost_of = np.asarray(front, dtype=float).T
+        order = np.argsort(acc)
+        acc, cheapest = acc[order], np.minimum.accumulate(cost_of[order][::-1])[::-1]
+        first = np.searchsorted(acc, ys, side="left")  # the first point with accuracy >= y
+        reached = first < len(acc)
+        covered[reached] = np.minimum(covered[reached], cheapest[first[reached]])
     open_ = covered > cost.min(initial=np.inf)  # levels where some candidate would cover new cost (the rest add 0)
     ys, covered = ys[open_], covered[open_]
     width = np.clip(covered[None, :] - cost[:, None], 0.0, None)
