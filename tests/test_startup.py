@@ -93,7 +93,7 @@ def test_a_worker_reaches_its_first_trial_without_report_or_dataset_libraries(tm
         loop._worker_main(config, train, data, url, 1, "cpu", 1)
         """, tmp_path)
     assert out["train_size"] == 1221
-    assert out["loaded"] == ["optuna", "sqlalchemy", "torch"]
+    assert out["loaded"] == ["optuna", "scipy", "sqlalchemy", "torch"]  # scipy: the default (EHVI) sampler's GP
 
 
 def test_every_command_is_registered_and_listed(capsys):
