@@ -11,7 +11,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import records as R
-from .ledger import trial_at
+from .ledger import Watch
 
 CHOSEN = "ehvi_params"  # trial system attribute: the params the sampler chose for it
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what records.furthest(running=True) reads
@@ -39,27 +39,15 @@ class Reader:
 
     def __init__(self, index: dict[tuple[str, str], int], chosen: dict[str, int]) -> None:
         self.index, self.chosen = index, chosen
-        self._seen = 0
-        self._live: dict[int, FrozenTrial] = {}  # not finished when last seen
+        self._watch = Watch()
         self._done: dict[int, FrozenTrial] = {}  # the furthest finished counting trial of each candidate
         self._first: dict[int, int] = {}  # the first number among those finished trials
         self._blocked: set[int] = set()
 
     def read(self, trials: list[FrozenTrial], me: int) -> Evidence:
         """The evidence for proposing trial `me` (itself left out)."""
-        for number in list(self._live):
-            t = trial_at(trials, number)
-            if t.state.is_finished():
-                del self._live[number]
-                self._finish(t)
-            else:
-                self._live[number] = t
-        for t in trials[self._seen:]:
-            if t.state.is_finished():
-                self._finish(t)
-            else:
-                self._live[t.number] = t
-        self._seen = len(trials)
+        for t in self._watch.finished(trials):
+            self._finish(t)
         return self._evidence(me)
 
     def _candidate(self, t: FrozenTrial) -> int | None:
@@ -71,15 +59,12 @@ class Reader:
             return
         if R.REJECTED in t.user_attrs or t.state == TrialState.FAIL:
             self._blocked.add(i)
-        if t.state in COUNTED and R.counts(t):
-            self._first[i] = min(self._first.get(i, t.number), t.number)
-            if R.further(t, self._done.get(i)):
-                self._done[i] = t
+        _stand(t, i, self._done, self._first)
 
     def _evidence(self, me: int) -> Evidence:
         ev = Evidence(blocked=set(self._blocked))
         furthest, first = dict(self._done), dict(self._first)
-        for t in self._live.values():
+        for t in self._watch.live.values():
             if t.number == me:
                 continue
             i = self._candidate(t)
@@ -91,10 +76,8 @@ class Reader:
                 running = i if i is not None else self.chosen.get(marked)
                 if running is not None:
                     ev.running.add(running)
-            if i is not None and t.state in COUNTED and R.counts(t):
-                first[i] = min(first.get(i, t.number), t.number)
-                if R.further(t, furthest.get(i)):
-                    furthest[i] = t
+            if i is not None:
+                _stand(t, i, furthest, first)
         for i in sorted(furthest, key=first.__getitem__):
             if i in ev.running:
                 continue
@@ -107,3 +90,12 @@ class Reader:
                 if R.PAUSED in t.user_attrs:
                     ev.resumable.add(i)
         return ev
+
+
+def _stand(t: FrozenTrial, i: int, furthest: dict[int, FrozenTrial], first: dict[int, int]) -> None:
+    """Let counting trial `t` of candidate `i` stand for it if it trained further (records.furthest's rule), and
+    keep the candidate's first trial number (its place in records.furthest's order)."""
+    if t.state in COUNTED and R.counts(t):
+        first[i] = min(first.get(i, t.number), t.number)
+        if R.further(t, furthest.get(i)):
+            furthest[i] = t

@@ -29,6 +29,33 @@ def trial_at(trials: list[FrozenTrial], number: int) -> FrozenTrial:
     return next(t for t in trials if t.number == number)
 
 
+class Watch:
+    """Which of a study's trials finished since the last look: a finished trial never changes, so each is handed
+    out once, and only those still running are looked at again."""
+
+    def __init__(self) -> None:
+        self.seen = 0  # trials[:seen] have been looked at
+        self.live: dict[int, FrozenTrial] = {}  # not finished when last seen
+
+    def finished(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        """The trials finished since the last call (those then live first), the live ones brought up to date."""
+        done = []
+        for number in list(self.live):
+            t = trial_at(trials, number)
+            if t.state.is_finished():
+                del self.live[number]
+                done.append(t)
+            else:
+                self.live[number] = t
+        for t in trials[self.seen:]:
+            if t.state.is_finished():
+                done.append(t)
+            else:
+                self.live[t.number] = t
+        self.seen = len(trials)
+        return done
+
+
 @dataclass
 class _Rung:
     """The finished architectures that reached one rung: their points (to minimise) and who stands for each."""
@@ -45,8 +72,7 @@ class Ledger:
     def __init__(self, costs: tuple[str, ...] = ()) -> None:
         self.costs = costs  # the cost objectives a rung point holds after the accuracy
         self.trials: list[FrozenTrial] = []
-        self._seen = 0  # trials[:_seen] have been looked at
-        self._live: dict[int, FrozenTrial] = {}  # not finished when last seen
+        self._watch = Watch()
         self.done: dict[Key, FrozenTrial] = {}  # the furthest finished (complete or stopped) trial of each arch
         self.first: dict[Key, int] = {}  # the first number of each architecture's counting trials
         self.finished = 0  # finished counting trials (records.budget_trials), before retries are taken off
@@ -63,19 +89,8 @@ class Ledger:
     def update(self, trials: list[FrozenTrial]) -> Ledger:
         """Take in the study's trials (Optuna's `get_trials(deepcopy=False)`, numbered 0..n-1)."""
         self.trials = trials
-        now = {n: trial_at(trials, n) for n in self._live}
-        for number, t in now.items():
-            if t.state.is_finished():
-                del self._live[number]
-                self._finish(t)
-            else:
-                self._live[number] = t
-        for t in trials[self._seen:]:
-            if t.state.is_finished():
-                self._finish(t)
-            else:
-                self._live[t.number] = t
-        self._seen = len(trials)
+        for t in self._watch.finished(trials):
+            self._finish(t)
         return self
 
     def _finish(self, t: FrozenTrial) -> None:
@@ -110,17 +125,17 @@ class Ledger:
 
     def budget(self, *, excluding: int | None = None) -> tuple[int, int]:
         """(finished, running) trials that count against the budget (`records.budget_trials`)."""
-        retried = self.retried | R.retried(list(self._live.values()))
+        retried = self.retried | R.retried(list(self._watch.live.values()))
         finished = self.finished - len(self._failed & retried)
         running = sum(t.state == TrialState.RUNNING and R.counts(t) and t.number != excluding
-                      for t in self._live.values())
+                      for t in self._watch.live.values())
         return finished, running
 
     def waiting(self) -> bool:
-        return any(t.state == TrialState.WAITING for t in self._live.values())
+        return any(t.state == TrialState.WAITING for t in self._watch.live.values())
 
     def running(self) -> list[FrozenTrial]:
-        return [t for t in self._live.values() if t.state == TrialState.RUNNING]
+        return [t for t in self._watch.live.values() if t.state == TrialState.RUNNING]
 
     def trial(self, number: int) -> FrozenTrial | None:
         """Trial `number` as last seen (None: not yet seen)."""
@@ -128,7 +143,7 @@ class Ledger:
 
     def unfinished(self) -> list[FrozenTrial]:
         """Running and waiting (enqueued) trials."""
-        return list(self._live.values())
+        return list(self._watch.live.values())
 
     def furthest(self, key: Key, *, running: bool = False) -> FrozenTrial | None:
         """`records.furthest(trials, running=...)[key]`."""
