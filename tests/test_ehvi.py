@@ -70,9 +70,9 @@ def test_a_partial_curve_pulls_its_network_more_the_later_it_was_cut():
     curves = surrogate.CurveModel.from_curves(full)
     assert surrogate.CurveModel.from_curves(full[:3]) is None
     assert np.all(curves.gap <= 1e-12) and curves.gap[-1] == pytest.approx(0.0)
-    early, late = curves.estimate(full[0][:2]), curves.estimate(full[0][:8])
-    assert late[1] < early[1]
-    assert late[0] == pytest.approx(float(surrogate.log_error(full[0][-1])), abs=0.1)
+    (early, late), (early_var, late_var) = curves.estimate([full[0][:2], full[0][:8]])
+    assert late_var < early_var
+    assert late == pytest.approx(float(surrogate.log_error(full[0][-1])), abs=0.1)
 
 
 def test_the_pool_holds_every_architecture_once_within_the_limits(space):

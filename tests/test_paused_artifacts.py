@@ -18,7 +18,7 @@ STUDY = "paused-shared"
 
 def _worker(tmp_path, space, url, env, folder, budget, paused):
     cmd = [sys.executable, "-m", "resnas", "search", "--space", str(space), "--study", STUDY, "--budget", str(budget),
-           "--epochs", "3", "--eta", "3", "--sampler", "random", "--paused", paused, "--storage", url,
+           "--epochs", "3", "--eta", "3", "--sampler", "grid", "--paused", paused, "--storage", url,
            "--artifacts", "s3://ckpts", "--out-dir", str(tmp_path / folder / "studies"), "--quiet", "--workers", "1"]
     done = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, capture_output=True,
                           text=True, timeout=600)
@@ -36,7 +36,7 @@ def test_a_paused_trial_resumes_on_another_worker_from_the_bucket(tmp_path, tiny
     env, client = s3
     url, space = postgres.url, tmp_path / "tiny.toml"
     space.write_text(tiny_space_text)
-    _worker(tmp_path, space, url, env, "a", budget=8, paused="revisit")  # pauses; resumes only what it samples again
+    _worker(tmp_path, space, url, env, "a", budget=8, paused="revisit")  # pauses; the grid samples nothing again
     trials = open_study(STUDY, storage=url).get_trials()
     paused = [t for t in trials if R.PAUSED_ARTIFACT in t.user_attrs]
     assert paused, [(t.number, t.user_attrs.get(R.STOPPED_AT)) for t in trials]

@@ -187,6 +187,7 @@ def test_two_trials_of_one_architecture_never_wait_for_each_other(tmp_path, spac
     first, second = study.ask(), study.ask()
     for t in (first, second):
         t.set_user_attr("spec", "same")
+    runner.ledger.update(study.get_trials(deepcopy=False))  # as the search loop does before each trial
     done = threading.Event()
     worker = threading.Thread(target=lambda: (runner._prior(first, "same", {}), done.set()), daemon=True)
     worker.start()

@@ -4,15 +4,19 @@ interleave a read and a write, and a study at its budget that resumes without da
 import subprocess
 import sys
 
+import numpy as np
+
 import optuna
 import pytest
 import sqlalchemy
 import sqlalchemy.event
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
 
 from resnas import records as R
 from resnas.data import DataConfig
 from resnas.search import SearchConfig, loop, run_search
-from resnas.storage import open_storage, set_attrs
+from resnas.storage import cached, open_storage, set_attrs, set_params
 from resnas.train import TrainConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
@@ -53,6 +57,66 @@ def test_batched_records_are_one_commit_and_refused_on_a_finished_trial(tmp_path
     study.tell(trial, [0.9, 1.0])
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         set_attrs(trial, {R.ERROR: "late"})
+
+
+DISTRIBUTIONS = {"depth": CategoricalDistribution([10, 16, 22]), "block": CategoricalDistribution(["basic", "bottleneck"])}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_new_trials_parameters_in_one_write_are_the_rows_suggest_writes(tmp_path, kind):
+    """The EHVI sampler writes a whole architecture's parameters with its mark in one commit; the suggest_* calls
+    then read them back, write nothing, and every reader sees what one-by-one suggestions would have written."""
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db") if kind == "sqlite" else optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=cached(storage), directions=["maximize", "minimize"])
+    batched, one_by_one = study.ask(), study.ask()
+    commits = []
+    if kind == "sqlite":
+        sqlalchemy.event.listen(storage.engine, "commit", lambda conn: commits.append(1))
+    set_params(study._storage, batched._cached_frozen_trial, {"depth": 16, "block": "bottleneck"}, DISTRIBUTIONS,
+               {"mark": "chosen"})
+    assert commits == ([1] if kind == "sqlite" else [])
+    assert batched.suggest_categorical("depth", [10, 16, 22]) == 16
+    assert batched.suggest_categorical("block", ["basic", "bottleneck"]) == "bottleneck"
+    assert len(commits) == (1 if kind == "sqlite" else 0)  # read back, not written again
+    one_by_one.suggest_categorical("depth", [10, 16, 22])  # whatever the random sampler picks: rows compared below
+    one_by_one.suggest_categorical("block", ["basic", "bottleneck"])
+    for t in (batched, one_by_one):
+        study.tell(t, [0.9, 1.0])
+    a, b = optuna.load_study(study_name=study.study_name, storage=open_storage(f"sqlite:///{tmp_path}/s.db")) \
+        .get_trials() if kind == "sqlite" else study.get_trials()
+    assert a.params == {"depth": 16, "block": "bottleneck"} and a.distributions == b.distributions
+    assert a.system_attrs["mark"] == "chosen"
+    late = study.ask()
+    with pytest.raises(ValueError, match="dynamic value space"):  # Optuna's check of a name's distribution
+        set_params(study._storage, late._cached_frozen_trial, {"depth": 10}, {"depth": CategoricalDistribution([10])},
+                   {})
+
+
+def test_the_trial_cache_lists_what_optunas_lists(tmp_path):
+    """resnas's cache (trials kept in number order as they arrive, unfinished ones looked up among the unfinished)
+    lists the same trials in the same order as Optuna's own cache, for every filter, while another process's
+    storage adds, enqueues and finishes trials."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    mine = optuna.create_study(study_name="s", storage=cached(open_storage(url)), directions=["maximize"])
+    other = optuna.load_study(study_name="s", storage=open_storage(url))
+    rng, open_trials = np.random.default_rng(0), []
+    filters = [None, (TrialState.WAITING,), (TrialState.RUNNING,), (TrialState.RUNNING, TrialState.WAITING),
+               (TrialState.COMPLETE,), (TrialState.COMPLETE, TrialState.RUNNING)]
+    for step in range(120):
+        study = mine if rng.random() < 0.5 else other
+        action = rng.integers(4)
+        if action == 0:
+            open_trials.append((study, study.ask()))
+        elif action == 1:
+            study.enqueue_trial({"x": float(step)})
+        elif open_trials:
+            owner, trial = open_trials.pop(int(rng.integers(len(open_trials))))
+            owner.tell(trial, float(step) if action == 2 else None, state=None if action == 2 else TrialState.FAIL)
+        reference = optuna.storages._CachedStorage(open_storage(url))  # Optuna's, read afresh
+        for states in filters:
+            got = mine._storage.get_all_trials(mine._study_id, deepcopy=False, states=states)
+            want = reference.get_all_trials(mine._study_id, deepcopy=False, states=states)
+            assert [(t.number, t.state) for t in got] == [(t.number, t.state) for t in want], (step, states)
 
 
 def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path):

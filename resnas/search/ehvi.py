@@ -32,8 +32,10 @@ from ..data import Data
 from ..measure import analytic_cost
 from ..spaces import Space
 from ..spec import SpecError
+from ..storage import set_params
 from . import surrogate as S
 from .evidence import CHOSEN, Evidence, Reader, params_id
+from .ledger import Ledger
 
 MAX_POOL = 20_000  # candidates scored per proposal; a larger space is represented by a random subset of this size
 REFERENCE_ACC = 0.5  # the front's hypervolume is counted from this accuracy (and from 10x the dearest cost)
@@ -97,7 +99,7 @@ def build_pool(space: Space, shape: Shape, cost_objective: str, seeds: tuple[int
         cost.append(math.log10(max(value[cost_objective], 1e-12)))
     ordinal = np.array([_numeric(grid[n]) for n in names], dtype=bool)
     features = S.Features(np.array(codes, dtype=float).reshape(len(keys), len(names)), ordinal,
-                          np.array([max(1, len(grid[n]) - 1) for n in names], dtype=float))
+                          np.array([max(1, len(grid[n]) - 1) for n in names], dtype=float)).with_onehot()
     return Pool(params, keys, features, np.array(cost))
 
 
@@ -167,14 +169,16 @@ class Planner:
         trained ones and (with `curves`, once enough full curves say how networks go on) the paused ones' curves:
         at most MAX_OBSERVED of them, the fully trained first, the latest first."""
         pool = self.pool
-        model = S.CurveModel.from_curves([c for _, c in ev.full.values() if len(c) == self.epochs])
-        obs = [(i, float(S.log_error(acc)), 0.0) for i, (acc, _) in ev.full.items()][-MAX_OBSERVED:]
-        if model is not None and curves and len(obs) < MAX_OBSERVED:
-            partial = list(ev.partial.items())[len(obs) - MAX_OBSERVED:] if ev.partial else []
-            obs += [(i, *model.estimate(c)) for i, c in partial]
-        idx = np.array([i for i, _, _ in obs], dtype=int)
-        y = np.array([z for _, z, _ in obs])
-        extra = np.array([v for _, _, v in obs])
+        full = list(ev.full.items())[-MAX_OBSERVED:]
+        model = S.CurveModel.from_curves([c for _, (_, c) in full if len(c) == self.epochs])
+        idx = np.array([i for i, _ in full], dtype=int)
+        y = S.log_error(np.array([acc for _, (acc, _) in full], dtype=float))
+        extra = np.zeros(len(full))
+        if model is not None and curves and len(full) < MAX_OBSERVED and ev.partial:
+            partial = list(ev.partial.items())[len(full) - MAX_OBSERVED:]
+            z, v = model.estimate([c for _, c in partial])
+            idx, y, extra = np.concatenate([idx, [i for i, _ in partial]]), np.concatenate([y, z]), \
+                np.concatenate([extra, v])
         if curves and len(y) >= 3 and len(y) >= 1.25 * self._fitted_on:  # refit as the evidence grows by a quarter
             start = self.hyper if self._fitted_on else S.Hyper.default(len(self.hyper.log_weights), float(y.mean()))
             self.hyper, self._fitted_on = S.fit(pool.features.take(idx), y, extra, start), len(y)
@@ -188,14 +192,17 @@ class EHVISampler(BaseSampler):
     suggest_* calls then read it back (sample_independent), as Optuna's GridSampler does."""
 
     def __init__(self, space: Space, shape: Shape, *, cost_objective: str, epochs: int, seed: int,
-                 seeds: tuple[int, ...] = (), limits: dict[str, float] | None = None, resume: bool = True) -> None:
+                 seeds: tuple[int, ...] = (), limits: dict[str, float] | None = None, resume: bool = True,
+                 ledger: Ledger | None = None) -> None:
+        """`ledger`: the worker's, which its search loop brings up to date just before each trial; the sampler
+        proposes from that read of the study instead of reading it again (without one, it reads)."""
         self.space, self.shape, self.cost_objective, self.epochs = space, shape, cost_objective, epochs
-        self.seeds, self.limits, self.resume = seeds, limits or {}, resume
+        self.seeds, self.limits, self.resume, self.ledger = seeds, limits or {}, resume, ledger
         self._rng = np.random.default_rng(seed)
         self._planner: Planner | None = None
         self._reader: Reader | None = None
         self._threads: ThreadpoolController | None = None  # the libraries found once: a lookup cost 3 ms a trial
-        self._read: tuple[int, list[FrozenTrial]] = (-1, [])  # the trials as read for the latest proposal
+        self._distributions = {k: CategoricalDistribution(v) for k, v in space.grid(seeds).items()}
         self._chosen: dict[int, dict[str, Any]] = {}
 
     @property
@@ -219,20 +226,15 @@ class EHVISampler(BaseSampler):
             return
         planner = self.planner
         assert self._reader is not None and self._threads is not None
-        self._read = (trial.number, study.get_trials(deepcopy=False))
-        ev = self._reader.read(self._read[1], trial.number)
+        trials = self.ledger.trials if self.ledger is not None else study.get_trials(deepcopy=False)
+        ev = self._reader.read(trials, trial.number)
         with self._threads.limit(limits=1, user_api="blas"):  # small matrices: threads only contend (and with training)
             i = planner.propose(ev, self._rng)
         if i is not None:
-            self._chosen[trial.number] = dict(planner.pool.params[i])
-            # other workers see what this trial will train before it records its architecture (as GridSampler
-            # marks its grid points)
-            study._storage.set_trial_system_attr(trial._trial_id, CHOSEN, params_id(planner.pool.params[i]))
-
-    def read_for(self, number: int) -> list[FrozenTrial] | None:
-        """The study's trials as read to propose trial `number`, after Optuna created it (None: not proposed here):
-        as fresh as a read at the trial's start, which then needs none of its own."""
-        return self._read[1] if self._read[0] == number else None
+            chosen = self._chosen[trial.number] = dict(planner.pool.params[i])
+            # the whole architecture's parameters in one write, and marked as this trial's, so that other workers
+            # see what it will train before it records its architecture (as GridSampler marks its grid points)
+            set_params(study._storage, trial, chosen, self._distributions, {CHOSEN: params_id(chosen)})
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:

@@ -33,7 +33,7 @@ from .config import SearchConfig
 from .ehvi import Shape
 from .ledger import Ledger
 from .promotion import next_promotion
-from .study import create_study, storage_url
+from .study import create_study, ehvi_sampler, storage_url
 from .summary import SearchResult, summarise, why_nothing_trained
 from .trial import TrialRunner, fail_stale
 
@@ -63,7 +63,7 @@ def run_search(config: SearchConfig, train_config: TrainConfig, data_config: Dat
         return summarise(study, config.objectives, url, time.perf_counter() - start)
     runner = TrialRunner(config, train_config, data_config, space, dev, fit=fit, latency=latency, ledger=ledger)
     if config.uses_ehvi():  # its sampler costs every candidate at the data's shape, known once the data is loaded
-        study = create_study(config, train_config, data_config, space, url, shape=Shape.of(runner.data))
+        study.sampler = ehvi_sampler(config, 0, space, train_config.epochs, Shape.of(runner.data), runner.ledger)
     if R.SPLIT_SIZES not in study.user_attrs:
         study.set_user_attr(R.SPLIT_SIZES, {s: runner.data.split_size(s) for s in ("train", "val", "test")})
     procs = _start_workers(config, train_config, data_config, url, dev)
@@ -134,7 +134,8 @@ def _worker_main(config: SearchConfig, train_config: TrainConfig, data_config: D
     config = config.fitted_to(space)
     fit, latency = _replayed(config, space, train_config.epochs, default_fit, spec_latency)
     runner = TrialRunner(config, train_config, data_config, space, pick_device(device), fit=fit, latency=latency)
-    study = create_study(config, train_config, data_config, space, url, worker, shape=Shape.of(runner.data))
+    study = create_study(config, train_config, data_config, space, url, worker, shape=Shape.of(runner.data),
+                         ledger=runner.ledger)
     with contextlib.suppress(KeyboardInterrupt):
         _optimize(study, runner, config, None, config.timeout)
 

@@ -13,10 +13,11 @@ from ..config import to_table
 from ..data import DataConfig
 from ..errors import UserError
 from ..spaces import Space
-from ..storage import open_storage, prepare
+from ..storage import cached, open_storage, prepare
 from ..train import TrainConfig
 from .config import SearchConfig
 from .ehvi import EHVISampler, Shape
+from .ledger import Ledger
 
 # NSGA-II's generation size, whatever the budget: on the recorded wrn table (benchmarks/README.md), 10 reached 0.986
 # of the true front's hypervolume at 182 epochs (median of 10 seeds; worst 0.959), 20 reached 0.982 (worst 0.842)
@@ -33,14 +34,13 @@ def storage_url(config: SearchConfig, data_config: DataConfig) -> str:
 
 
 def sampler(config: SearchConfig, worker: int, n_objectives: int, space: Space, epochs: int,
-            shape: Shape | None = None) -> optuna.samplers.BaseSampler:
+            shape: Shape | None = None, ledger: Ledger | None = None) -> optuna.samplers.BaseSampler:
     """`shape`: the data's, which the EHVI sampler needs to cost every candidate; a study opened without it (to
-    read it, or by a test) samples with NSGA-II."""
-    seed = config.seed + 1000 * worker
+    read it, or by a test) samples with NSGA-II. `ledger`: the worker's, whose latest read of the study the EHVI
+    sampler proposes from."""
     if config.uses_ehvi() and shape is not None:
-        limits = {k: v for k, v in (("mflops", config.max_mflops), ("params", config.max_params)) if v}
-        return EHVISampler(space, shape, cost_objective=config.cost_objective(), epochs=epochs, seed=seed,
-                           seeds=config.seeds, limits=limits, resume=config.early_stopping and config.paused != "drop")
+        return ehvi_sampler(config, worker, space, epochs, shape, ledger)
+    seed = config.seed + 1000 * worker
     if config.sampler == "grid":
         return optuna.samplers.GridSampler(space.grid(config.seeds), seed=seed)
     if config.sampler == "random":
@@ -52,6 +52,14 @@ def sampler(config: SearchConfig, worker: int, n_objectives: int, space: Space, 
         return optuna.samplers.TPESampler(seed=seed)
     # constraints reach the samplers through Trial.set_constraint (the trial's system attributes)
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=POPULATION)
+
+
+def ehvi_sampler(config: SearchConfig, worker: int, space: Space, epochs: int, shape: Shape,
+                 ledger: Ledger | None = None) -> EHVISampler:
+    limits = {k: v for k, v in (("mflops", config.max_mflops), ("params", config.max_params)) if v}
+    return EHVISampler(space, shape, cost_objective=config.cost_objective(), epochs=epochs,
+                       seed=config.seed + 1000 * worker, seeds=config.seeds, limits=limits,
+                       resume=config.early_stopping and config.paused != "drop", ledger=ledger)
 
 
 def pruner(config: SearchConfig, epochs: int) -> optuna.pruners.BasePruner:
@@ -82,16 +90,16 @@ def identity(config: SearchConfig, train_config: TrainConfig, data_config: DataC
 
 def create_study(config: SearchConfig, train_config: TrainConfig, data_config: DataConfig, space: Space,
                  url: str, worker: int = 0, info: dict[str, Any] | None = None,
-                 shape: Shape | None = None) -> optuna.Study:
-    """Create the study, or load it if it exists with the same identity. `shape` is the data's (see sampler)."""
-    storage = open_storage(url, config.heartbeat)
+                 shape: Shape | None = None, ledger: Ledger | None = None) -> optuna.Study:
+    """Create the study, or load it if it exists with the same identity. `shape`, `ledger`: see sampler."""
+    storage = cached(open_storage(url, config.heartbeat))
     name = config.study_name(data_config.dataset)
     n_obj = 1 if config.mode == "scalar" else len(config.objectives)
     directions = ["maximize"] if n_obj == 1 else \
         ["maximize" if records.OBJECTIVES[o] else "minimize" for o in config.objectives]
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=directions, load_if_exists=True,
-                                    sampler=sampler(config, worker, n_obj, space, train_config.epochs, shape),
+                                    sampler=sampler(config, worker, n_obj, space, train_config.epochs, shape, ledger),
                                     pruner=pruner(config, train_config.epochs))
     except ValueError as e:  # directions differ from the stored study's
         raise UserError(f"study {name!r} exists with other objectives ({e}); pass --study NEW_NAME") from None

@@ -34,9 +34,13 @@ class Features:
     codes: np.ndarray  # (n, choices)
     ordinal: np.ndarray  # (choices,) bool
     span: np.ndarray  # (choices,) number of values - 1 (at least 1)
+    hot: np.ndarray | None = None  # onehot(), where computed once (a pool's, taken from at every proposal)
 
     def take(self, idx: np.ndarray) -> Features:
-        return Features(self.codes[idx], self.ordinal, self.span)
+        return Features(self.codes[idx], self.ordinal, self.span, None if self.hot is None else self.hot[idx])
+
+    def with_onehot(self) -> Features:
+        return Features(self.codes, self.ordinal, self.span, self.onehot())
 
     def distances(self, other: Features) -> np.ndarray:
         """(choices, n_self, n_other) distances in [0, 1] per choice."""
@@ -48,6 +52,8 @@ class Features:
 
     def onehot(self) -> np.ndarray:
         """(n, slots): per choice, a slot for each value and one for "does not apply" (see covariance)."""
+        if self.hot is not None:
+            return self.hot
         slots = (self.span + 2).astype(int)
         column = np.where(self.codes < 0, slots - 1, self.codes).astype(int) + np.cumsum(slots) - slots
         out = np.zeros((len(self.codes), int(slots.sum())))
@@ -102,8 +108,16 @@ def covariance(a: Features, b: Features, h: Hyper) -> np.ndarray:
     """kernel(a.distances(b), h) as one matrix product: the weighted sum of per-choice distances is
     onehot(a) @ tables @ onehot(b).T, where distances would build a (choices, n_a, n_b) array (a proposal over
     thousands of candidates spent most of its time there)."""
-    table = a.weighted_tables(np.exp(np.asarray(h.log_weights)))
-    return np.exp(h.log_signal - (a.onehot() @ table) @ b.onehot().T)
+    return _covariance(_weighted(a, h), b, h)
+
+
+def _weighted(a: Features, h: Hyper) -> np.ndarray:
+    """The left half of covariance's product, onehot(a) @ tables: computed once where `a` is paired with several."""
+    return a.onehot() @ a.weighted_tables(np.exp(np.asarray(h.log_weights)))
+
+
+def _covariance(weighted: np.ndarray, b: Features, h: Hyper) -> np.ndarray:
+    return np.exp(h.log_signal - weighted @ b.onehot().T)
 
 
 def _objective(v: np.ndarray, dist: np.ndarray, y: np.ndarray, extra: np.ndarray) -> tuple[float, np.ndarray]:
@@ -153,8 +167,9 @@ def predict(obs: Features, y: np.ndarray, extra: np.ndarray, own: np.ndarray, ca
     prior_var = math.exp(h.log_signal) + noise
     if len(y) == 0:
         return Posterior(np.full(len(candidates.codes), h.mean), np.full(len(candidates.codes), math.sqrt(prior_var)))
-    c = cho_factor(covariance(obs, obs, h) + np.diag(noise + extra + 1e-8), lower=True)
-    cross = covariance(obs, candidates, h)
+    weighted = _weighted(obs, h)
+    c = cho_factor(_covariance(weighted, obs, h) + np.diag(noise + extra + 1e-8), lower=True)
+    cross = _covariance(weighted, candidates, h)
     mine = own >= 0
     cross[own[mine], np.flatnonzero(mine)] += noise
     mean = h.mean + cross.T @ cho_solve(c, y - h.mean)
@@ -183,10 +198,10 @@ class CurveModel:
         var = np.maximum(gaps.var(axis=0, ddof=1), GAP_FLOOR ** 2) * (1 + 1 / n)  # the mean's own uncertainty
         return cls(gaps.mean(axis=0), var)
 
-    def estimate(self, curve: list[float]) -> tuple[float, float]:
-        """(estimated final log error, its variance) of a curve cut at epoch len(curve)."""
-        e = len(curve) - 1
-        return float(log_error(max(curve)) + self.gap[e]), float(self.var[e])
+    def estimate(self, curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
+        """(estimated final log error, its variance) of each curve, cut at epoch len(curve)."""
+        e = np.array([len(c) - 1 for c in curves], dtype=int)
+        return log_error(np.array([max(c) for c in curves], dtype=float)) + self.gap[e], self.var[e]
 
 
 def at_least(post: Posterior, idx: np.ndarray, bound: np.ndarray) -> Posterior:

@@ -35,7 +35,6 @@ from ..spec import ArchSpec, describe
 from ..storage import claim, set_attrs
 from ..train import EpochRecord, TrainConfig, TrainState
 from .config import SearchConfig
-from .ehvi import EHVISampler
 from .ledger import Ledger
 
 Values = float | list[float]
@@ -85,9 +84,7 @@ class TrialRunner:
     def _run(self, trial: optuna.Trial) -> Values:
         clock = _Clock()
         c = self.config
-        sampler = trial.study.sampler
-        read = sampler.read_for(trial.number) if isinstance(sampler, EHVISampler) else None
-        ledger = self.ledger.update(read or trial.study.get_trials(deepcopy=False))  # others may have started more
+        ledger = self.ledger  # as the search loop read the study just before this trial (see _optimize)
         finished, running = ledger.budget(excluding=trial.number)
         if finished + running >= c.budget:  # other workers have taken the last slots meanwhile
             trial.set_user_attr(R.SURPLUS, True)
@@ -146,7 +143,7 @@ class TrialRunner:
         if resume is not None:  # superseded by this trial's own result (or its own pause)
             paused.discard(prior)
         if fitted.stopped_early:
-            record = {R.STOPPED_AT: len(fitted.result.history)}
+            record = {R.STOPPED_AT: len(fitted.result.history), R.CURVE: _curve(fitted)}
             if self.asha and c.paused != "drop" and fitted.result.state is not None:
                 record.update(paused.save(trial, fitted.result.state, self.paused_dir, self.artifacts))
             set_attrs(trial, {**record, R.TIMING: clock.timing(fitted)})
@@ -169,7 +166,8 @@ class TrialRunner:
         if self.artifacts:
             record[R.CHECKPOINT_ARTIFACT] = upload(trial, path, self.artifacts)
         attrs[R.VAL_ACC] = fitted.val_acc
-        record.update({R.VAL_ACC: fitted.val_acc, R.TEST_ACC: fitted.test_acc, R.TRAIN_ACC: fitted.train_acc,
+        record.update({R.CURVE: _curve(fitted), R.VAL_ACC: fitted.val_acc, R.TEST_ACC: fitted.test_acc,
+                       R.TRAIN_ACC: fitted.train_acc,
                        R.TRAIN_LOSS: fitted.result.history[fitted.result.best_epoch - 1].train_loss,
                        R.CHECKPOINT: str(path), R.SECONDS: sum(r.seconds for r in fitted.result.history),
                        R.TIMING: clock.timing(fitted)})
@@ -194,8 +192,8 @@ class TrialRunner:
         """The furthest-trained earlier trial of this architecture (with the same seed and training settings), once
         it has finished: an architecture is never trained from the start twice in one study."""
         study, me = trial.study, (key, json.dumps(training, sort_keys=True))
+        ledger = self.ledger  # as read just before this trial: the claim below settles any race since
         while True:
-            ledger = self.ledger.update(study.get_trials(deepcopy=False))  # after this trial recorded its spec
             # Wait only for an *earlier* running trial of the same architecture: two workers that sampled it at the
             # same moment would otherwise each wait for the other, forever (both alive, so neither goes stale).
             if not any(t.number < trial.number and R.counts(t) and R.SPEC in t.user_attrs and R.arch_key(t) == me
@@ -211,6 +209,7 @@ class TrialRunner:
                     return None
             time.sleep(1.0)  # another worker is training it right now: wait for its result
             fail_stale(study)  # ... unless that worker has died
+            ledger = self.ledger.update(study.get_trials(deepcopy=False))
 
     def _copy(self, trial: optuna.Trial, prior: FrozenTrial, clock: _Clock) -> Values:
         """This trial repeats `prior`'s architecture: its result is copied, nothing is trained."""
@@ -231,22 +230,30 @@ class TrialRunner:
 
         def on_epoch(record: EpochRecord) -> bool:
             curve.append(record.val_acc)
-            trial.set_user_attr(R.CURVE, curve)
             epoch = record.epoch
             if self.config.mode == "scalar":
+                set_attrs(trial, {R.CURVE: curve})
                 trial.report(self._reward(record.val_acc, attrs[R.MFLOPS]), epoch)
                 if trial.should_prune():
                     trial.set_user_attr(R.STOPPED_AT, epoch)
                     raise optuna.TrialPruned(f"stopped at epoch {epoch}")
-            elif self.asha and epoch in self.asha.rungs():
+                return False
+            if self.asha and epoch in self.asha.rungs():
                 mine = to_minimise([record.val_acc] + [attrs[o] for o in costs], [True] + [False] * len(costs))
                 ledger = self.ledger.update(trial.study.get_trials(deepcopy=False))
                 others, _, order = ledger.rung(epoch, skip=me)
                 if not self.asha.continues(mine, others, order):
-                    return True  # stop training; _run records where and completes the trial with its rung accuracy
+                    return True  # stop training; _run records where, and the curve, and completes the trial
+            if epoch < train_config.epochs:  # the last epoch's curve is written with the trial's result (_run)
+                set_attrs(trial, {R.CURVE: curve})
             return False
 
         return self.fit(spec, self.data, train_config, on_epoch=on_epoch, train_acc=True, resume=resume)
+
+
+def _curve(fitted: Fitted) -> list[float]:
+    """The validation accuracy of every epoch, those before a resume included (what on_epoch wrote as it went)."""
+    return [r.val_acc for r in fitted.result.history]
 
 
 def _padded(violation: list[float]) -> list[float]:
