@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-
 import optuna
 import pytest
 import sqlalchemy
@@ -59,7 +58,8 @@ def test_batched_records_are_one_commit_and_refused_on_a_finished_trial(tmp_path
         set_attrs(trial, {R.ERROR: "late"})
 
 
-DISTRIBUTIONS = {"depth": CategoricalDistribution([10, 16, 22]), "block": CategoricalDistribution(["basic", "bottleneck"])}
+DISTRIBUTIONS = {"depth": CategoricalDistribution([10, 16, 22]),
+                 "block": CategoricalDistribution(["basic", "bottleneck"])}
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
