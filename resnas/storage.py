@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -172,6 +173,20 @@ def claim(trial: optuna.Trial, key: str, *, instead_of: int | None = None) -> in
         return conn.execute(sqlalchemy.select(_CLAIMS.c.trial).where(where)).scalar_one()
 
 
+_TRIALS = _models.TrialModel.__table__
+_TRIAL_STATE = sqlalchemy.select(_TRIALS.c.state, _TRIALS.c.study_id, _TRIALS.c.number) \
+    .where(_TRIALS.c.trial_id == sqlalchemy.bindparam("trial_id"))
+
+
+@functools.cache
+def _upsert(dialect: str, table: sqlalchemy.Table) -> Any:
+    """The upsert Optuna's set_trial_*_attr writes (a row per key), built once: executed with many rows at a time,
+    SQLAlchemy compiles it once (a statement with the rows as its values was compiled anew at every write)."""
+    insert = _UPSERTS[dialect](table)
+    return insert.on_conflict_do_update(index_elements=[table.c.trial_id, table.c.key],
+                                        set_={"value_json": insert.excluded.value_json})
+
+
 class _Storage(optuna.storages.RDBStorage):
     def set_trial_attrs(self, trial_id: int, user: dict[str, Any], system: dict[str, Any]) -> None:
         """User and system attributes in one transaction: the check Optuna makes before each write (the trial
@@ -199,7 +214,7 @@ class _Storage(optuna.storages.RDBStorage):
                 self._set_trial_param(trial_id, name, value, distributions[name], known.get(name))
             self.set_trial_attrs(trial_id, {}, system)
             return
-        params_table, trials = _models.TrialParamModel.__table__, _models.TrialModel.__table__
+        params_table, trials = _models.TrialParamModel.__table__, _TRIALS
         with self.engine.begin() as conn:
             study_id = self._check_running(conn, trial_id)
             if unknown := [k for k in params if k not in known]:
@@ -219,9 +234,7 @@ class _Storage(optuna.storages.RDBStorage):
 
     def _check_running(self, conn: sqlalchemy.Connection, trial_id: int) -> int:
         """The trial's study, once Optuna's check passed: the trial exists and has not finished."""
-        trials = _models.TrialModel.__table__
-        row = conn.execute(sqlalchemy.select(trials.c.state, trials.c.study_id, trials.c.number)
-                           .where(trials.c.trial_id == trial_id)).one_or_none()
+        row = conn.execute(_TRIAL_STATE, {"trial_id": trial_id}).one_or_none()
         if row is None:
             raise KeyError(f"no trial with trial_id {trial_id} exists")
         if row.state.is_finished():  # Optuna's check_trial_is_updatable would read the trial on a second connection,
@@ -234,10 +247,8 @@ class _Storage(optuna.storages.RDBStorage):
                       system: dict[str, Any]) -> None:
         for model, attrs in ((_models.TrialUserAttributeModel, user), (_models.TrialSystemAttributeModel, system)):
             if attrs:
-                insert = _UPSERTS[conn.dialect.name](model).values(
-                    [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
-                conn.execute(insert.on_conflict_do_update(index_elements=[model.trial_id, model.key],
-                                                          set_={"value_json": insert.excluded.value_json}))
+                conn.execute(_upsert(conn.dialect.name, model.__table__),
+                             [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
 
     def record_heartbeat(self, trial_id: int) -> None:
         """A heartbeat that cannot be written (a full disk, a database restarting) is skipped: Optuna's heartbeat

@@ -140,8 +140,10 @@ class Planner:
         """Expected improvement per remaining epoch; -inf where there is nothing to do (trained to the end,
         running, stopped for good, blocked) and, with `rng`, outside a random MAX_SCORED of the open candidates."""
         pool = self.pool
-        dead = set(ev.full) | ev.running | ev.blocked | (set(ev.partial) - (ev.resumable if self.resume else set()))
-        live = np.setdiff1d(np.arange(len(pool.keys)), np.array(sorted(dead), dtype=int))
+        open_ = np.ones(len(pool.keys), dtype=bool)  # nothing to do for those trained to the end, running, stopped
+        for dead in (ev.full, ev.running, ev.blocked, set(ev.partial) - (ev.resumable if self.resume else set())):
+            open_[np.fromiter(dead, dtype=int, count=len(dead))] = False  # for good, blocked
+        live = np.flatnonzero(open_)
         if rng is not None and len(live) > MAX_SCORED:
             live = np.sort(rng.choice(live, MAX_SCORED, replace=False))
         running = np.array(sorted(ev.running), dtype=int)

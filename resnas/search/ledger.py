@@ -60,12 +60,25 @@ class Watch:
 class _Rung:
     """The finished architectures that reached one rung: their points (to minimise) and who stands for each."""
 
+    width: int  # accuracy and the costs
     keys: list[Key] = field(default_factory=list)
     rows: dict[Key, int] = field(default_factory=dict)
-    points: list[list[float]] = field(default_factory=list)
     stand: list[FrozenTrial] = field(default_factory=list)
     order: list[int] = field(default_factory=list)  # the first number of each architecture's trials
-    array: np.ndarray | None = None  # `points` as an array, rebuilt when they change
+    buffer: np.ndarray | None = None  # the points, a row each, in an array that doubles when full (rebuilt from a
+    # list at every new point, the array cost O(architectures) a trial)
+
+    def points(self) -> np.ndarray:
+        """The rows so far (a view: read it before the next change)."""
+        return np.zeros((0, self.width)) if self.buffer is None else self.buffer[:len(self.keys)]
+
+    def put(self, row: int, p: list[float]) -> None:
+        if self.buffer is None or row >= len(self.buffer):
+            grown = np.zeros((max(64, 2 * row), self.width))
+            if self.buffer is not None:
+                grown[:len(self.buffer)] = self.buffer
+            self.buffer = grown
+        self.buffer[row] = p
 
 
 class Ledger:
@@ -164,11 +177,9 @@ class Ledger:
         included: what MO-ASHA ranks a trial against and what ASHA promotes from. `skip`: leave one out."""
         r = self._rungs.get(rung)
         if r is None:
-            r = self._rungs[rung] = _Rung()
+            r = self._rungs[rung] = _Rung(1 + len(self.costs))
             for k, t in self.done.items():
                 self._place(r, k, t, rung)
-        if r.array is None:
-            r.array = np.asarray(r.points, dtype=float).reshape(len(r.points), 1 + len(self.costs))
         ahead: dict[Key, FrozenTrial] = {}  # running trials that stand for their architecture
         earliest: dict[Key, int] = {}  # running trials numbered before their architecture's first finished one
         for t in self.running():
@@ -178,7 +189,8 @@ class Ledger:
                     ahead[k] = t
                 if t.number < earliest.get(k, self.first.get(k, t.number + 1)):
                     earliest[k] = t.number
-        points, stand, order = r.array, r.stand, r.order
+        points, stand, order = r.points(), r.stand, r.order
+        copied = False
         if any(k in r.rows for k in earliest):
             order = list(order)
             for k, n in earliest.items():
@@ -188,8 +200,8 @@ class Ledger:
         for k, t in ahead.items():
             p, row = self._point(t, rung), r.rows.get(k)
             if row is not None:  # it trained further than the finished trial: it stands in that row (or in none)
-                if points is r.array:
-                    points, stand = points.copy(), list(stand)
+                if not copied:
+                    points, stand, copied = points.copy(), list(stand), True
                 if p is None:
                     drop.append(row)
                 else:
@@ -220,11 +232,10 @@ class Ledger:
             return
         if k in r.rows:
             row = r.rows[k]
-            r.points[row], r.stand[row], r.order[row] = p, t, self.first[k]
+            r.stand[row], r.order[row] = t, self.first[k]
         else:
-            r.rows[k] = len(r.keys)
+            row = r.rows[k] = len(r.keys)
             r.keys.append(k)
-            r.points.append(p)
             r.stand.append(t)
             r.order.append(self.first[k])
-        r.array = None
+        r.put(row, p)
