@@ -15,8 +15,9 @@ from optuna.trial import TrialState
 from resnas import records as R
 from resnas.data import DataConfig
 from resnas.search import SearchConfig, loop, run_search
-from resnas.storage import cached, open_storage, set_attrs, set_params
+from resnas.storage import cached, open_storage
 from resnas.train import TrainConfig
+from resnas.writes import set_attrs, set_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 ATTRS = {R.SPEC: "{}", R.CURVE: [0.5, 0.6], R.TIMING: {"total": 1.0, "train": 0.5, "steps": 0.4}}

@@ -32,7 +32,7 @@ from ..data import Data
 from ..measure import analytic_cost
 from ..spaces import Space
 from ..spec import SpecError
-from ..storage import set_params
+from ..writes import set_params
 from . import surrogate as S
 from .evidence import CHOSEN, Evidence, Reader, params_id
 from .ledger import Ledger

@@ -32,8 +32,8 @@ from ..prune import prune_curve
 from ..resize import accuracy_at_size
 from ..spaces import Space
 from ..spec import ArchSpec, describe
-from ..storage import claim, set_attrs
 from ..train import EpochRecord, TrainConfig, TrainState
+from ..writes import claim, set_attrs
 from .config import SearchConfig
 from .ledger import Ledger
 
