@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UserError
-from .pareto import in_top, top
+from .pareto import first_in_top, in_top, top
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,11 @@ class MOASHA:
         """Indices of the top 1/eta of `points` (objective vectors to minimise, accuracy negated), best first; ties
         go to the lower `order` (default: the index)."""
         return top(points, max(1, len(points) // self.eta), order)
+
+    def first_in_top(self, points: np.ndarray, candidates: np.ndarray,
+                     order: Sequence[int] | None = None) -> int | None:
+        """The best of `candidates` (a mask over `points`) among `top(points, order)`, or None."""
+        return first_in_top(points, candidates, max(1, len(points) // self.eta), order)
 
     def continues(self, mine: Sequence[float], others: Sequence[Sequence[float]] | np.ndarray,
                   order: Sequence[int] | None = None) -> bool:

@@ -93,6 +93,26 @@ def in_top(points: Sequence[Vector] | np.ndarray, i: int, k: int, order: Sequenc
     return better + ordered.index(members.index(i)) < k
 
 
+def first_in_top(points: Sequence[Vector] | np.ndarray, candidates: np.ndarray, k: int,
+                 order: Sequence[int] | None = None) -> int | None:
+    """The first index of `top(points, k, order)` where `candidates` (a mask) holds, or None: sorting by crowding
+    only the best front that holds a candidate (ASHA's promotion asks this of a rung's paused trials at every step,
+    and sorting each front of its top 1/eta cost as much as finding the fronts)."""
+    p = np.asarray(points, dtype=float)
+    if k <= 0 or not candidates.any():
+        return None
+    tie = np.arange(len(p)) if order is None else np.asarray(order)
+    ids = front_ids(p)
+    f = int(ids[candidates].min())
+    better = int((ids < f).sum())
+    if better >= k:
+        return None
+    members = sorted(np.flatnonzero(ids == f).tolist(), key=lambda j: tie[j])  # ties in index order, as rank
+    dist = crowding(p[members].tolist(), list(range(len(members))))
+    ordered = sorted(dist, key=lambda j: (-dist[j], tie[members[j]]))
+    return next((members[j] for j in ordered[:k - better] if candidates[members[j]]), None)
+
+
 def front_ids(p: np.ndarray) -> np.ndarray:
     """The front (0: non-dominated) of each point, as `fronts` numbers them. For two objectives in O(n log n):
     over the points sorted by the first objective, a point joins the first front whose least second objective so far
@@ -105,19 +125,19 @@ def front_ids(p: np.ndarray) -> np.ndarray:
             ids[members] = f
         return ids
     s = np.lexsort((p[:, 1], p[:, 0]))  # by x, then y
-    xs, ys = p[s, 0].tolist(), p[s, 1].tolist()
     least: list[float] = []  # least y of each front so far: non-decreasing with the front
+    out, right, f, previous = [0] * len(p), bisect.bisect_right, 0, None
+    for j, point in enumerate(zip(p[s, 0].tolist(), p[s, 1].tolist(), strict=True)):  # a Python loop: in lists,
+        if point != previous:  # not numpy scalars (equal in both to the one before: not dominated by its twin)
+            f = right(least, point[1])
+            if f == len(least):
+                least.append(point[1])
+            else:
+                least[f] = point[1]
+            previous = point
+        out[j] = f
     ids = np.empty(len(p), dtype=int)
-    for j, y in enumerate(ys):
-        if j and xs[j] == xs[j - 1] and y == ys[j - 1]:  # equal in both: not dominated by its twin
-            ids[s[j]] = ids[s[j - 1]]
-            continue
-        f = bisect.bisect_right(least, y)
-        if f == len(least):
-            least.append(y)
-        else:
-            least[f] = y
-        ids[s[j]] = f
+    ids[s] = out
     return ids
 
 

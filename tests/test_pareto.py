@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 
+from resnas import pareto
 from resnas.asha import MOASHA
 from resnas.errors import UserError
 from resnas.pareto import crowding, dominates, fronts, hypervolume_2d, pareto_front, rank, to_minimise
@@ -42,3 +44,16 @@ def test_moasha_rungs_and_decisions():
     assert asha.continues([-0.6, 1], [[-0.9, 50], [-0.5, 2], [-0.4, 3], [-0.3, 5], [-0.2, 8]])
     with pytest.raises(UserError, match="eta must be"):
         MOASHA(max_epochs=9, eta=1)
+
+
+def test_the_first_candidate_in_the_top_is_the_first_the_ranking_gives():
+    """pareto.first_in_top (ASHA's promotion: the best paused trial within the top k) is the first of `top` that is
+    a candidate, on random points with ties in both objectives and random tie orders."""
+    rng = np.random.default_rng(0)
+    for case in range(300):
+        n = int(rng.integers(1, 60))
+        p = np.c_[rng.integers(0, 8, n), rng.integers(0, 8, n)].astype(float) if case % 2 else rng.random((n, 2))
+        candidates, order = rng.random(n) < rng.random(), list(rng.permutation(n))
+        k = int(rng.integers(0, n + 1))
+        want = next((i for i in pareto.top(p, k, order) if candidates[i]), None)
+        assert pareto.first_in_top(p, candidates, k, order) == want, case

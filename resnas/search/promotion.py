@@ -8,6 +8,7 @@ and the trial resumes from its saved state. Higher rungs are served first, as in
 
 from __future__ import annotations
 
+import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from .. import records as R
@@ -23,11 +24,13 @@ def next_promotion(ledger: Ledger, asha: MOASHA) -> FrozenTrial | None:
     # lower down, is not retried (its architecture has newer trials, which may be promoted in their turn)
     promoted = ledger.promoted | {t.user_attrs[R.PROMOTED] for t in ledger.unfinished()
                                   if R.PROMOTED in t.user_attrs and R.SURPLUS not in t.user_attrs}
+    specs = {key[0] for key in busy}
     for rung in reversed(asha.rungs()):
         points, pool, order = ledger.rung(rung)
-        for i in asha.top(points, order) if pool else []:
-            t = pool[i]
-            if (t.state != TrialState.RUNNING and t.user_attrs.get(R.STOPPED_AT) == rung and R.PAUSED in t.user_attrs
-                    and t.number not in promoted and R.arch_key(t) not in busy):
-                return t
+        paused = np.fromiter((t.state != TrialState.RUNNING and t.user_attrs.get(R.STOPPED_AT) == rung
+                              and R.PAUSED in t.user_attrs and t.number not in promoted
+                              and not (t.user_attrs[R.SPEC] in specs and R.arch_key(t) in busy) for t in pool),
+                             dtype=bool, count=len(pool))
+        if (i := asha.first_in_top(points, paused, order)) is not None:
+            return pool[i]
     return None
