@@ -140,9 +140,10 @@ class Planner:
         """Expected improvement per remaining epoch; -inf where there is nothing to do (trained to the end,
         running, stopped for good, blocked) and, with `rng`, outside a random MAX_SCORED of the open candidates."""
         pool = self.pool
-        open_ = np.ones(len(pool.keys), dtype=bool)  # nothing to do for those trained to the end, running, stopped
+        # nothing to do for those trained to the end, running, blocked, or stopped for good
+        open_ = np.ones(len(pool.keys), dtype=bool)
         for dead in (ev.full, ev.running, ev.blocked, set(ev.partial) - (ev.resumable if self.resume else set())):
-            open_[np.fromiter(dead, dtype=int, count=len(dead))] = False  # for good, blocked
+            open_[np.fromiter(dead, dtype=int, count=len(dead))] = False
         live = np.flatnonzero(open_)
         if rng is not None and len(live) > MAX_SCORED:
             live = np.sort(rng.choice(live, MAX_SCORED, replace=False))
